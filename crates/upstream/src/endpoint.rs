@@ -177,12 +177,11 @@ impl Endpoint {
         true
     }
 
-    /// Records an active check result; true if availability changed.
+    /// Records an active check result; true if the health flag changed.
     pub(crate) fn set_healthy(&self, healthy: bool) -> bool {
-        let before = self.is_available();
-        self.healthy.store(healthy, Ordering::Relaxed);
+        let changed = self.healthy.swap(healthy, Ordering::AcqRel) != healthy;
         self.sync_gauge();
-        before != self.is_available()
+        changed
     }
 
     fn sync_gauge(&self) {

@@ -73,8 +73,14 @@ impl Inner {
     }
 
     /// Readmits every endpoint whose backoff ended (probes off).
+    ///
+    /// Without probes nothing can call an endpoint unhealthy, so a verdict left from
+    /// before probes were turned off is dropped as well.
     fn readmit_expired(&self) {
         for ep in self.endpoints() {
+            if ep.set_healthy(true) {
+                self.rebuild();
+            }
             if ep.is_ejected() && ep.backoff_over() {
                 self.readmit(&ep);
             }

@@ -184,3 +184,45 @@ async fn failing_probes_mark_an_endpoint_unhealthy() {
     }
     assert_eq!(bad.hits(), before);
 }
+
+#[tokio::test]
+async fn probes_stop_when_the_last_pool_clone_is_dropped() {
+    let server = TestServer::start("s0", Mode::Ok).await;
+    let mut cfg = config("drop", &[&server]);
+    cfg.health.interval = Duration::from_millis(10);
+    let pool = pool(cfg);
+    let clone = pool.clone();
+    wait_until(Duration::from_secs(1), "probes", || server.probes() > 2).await;
+
+    drop(pool);
+    wait_until(Duration::from_secs(1), "more probes", || {
+        server.probes() > 4
+    })
+    .await;
+    drop(clone);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let probes = server.probes();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    assert_eq!(
+        server.probes(),
+        probes,
+        "no probe after the last clone is gone"
+    );
+}
+
+#[tokio::test]
+async fn probes_stop_on_shutdown() {
+    let server = TestServer::start("s0", Mode::Ok).await;
+    let mut cfg = config("shutdown-probes", &[&server]);
+    cfg.health.interval = Duration::from_millis(10);
+    let pool = pool(cfg);
+    wait_until(Duration::from_secs(1), "probes", || server.probes() > 2).await;
+
+    pool.shutdown();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let probes = server.probes();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    assert_eq!(server.probes(), probes);
+}

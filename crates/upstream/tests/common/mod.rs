@@ -39,6 +39,7 @@ pub enum Mode {
 struct Stats {
     accepted: AtomicUsize,
     hits: AtomicUsize,
+    probes: AtomicUsize,
 }
 
 /// A server that can be stopped (listener and connections closed) and restarted.
@@ -86,6 +87,11 @@ impl TestServer {
     /// Requests received so far, health checks excluded.
     pub fn hits(&self) -> usize {
         self.stats.hits.load(Ordering::SeqCst)
+    }
+
+    /// Health checks received so far.
+    pub fn probes(&self) -> usize {
+        self.stats.probes.load(Ordering::SeqCst)
     }
 
     /// Drops the listener and closes every connection.
@@ -151,9 +157,12 @@ async fn handle(
     mode: Mode,
     stats: Arc<Stats>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    if req.uri().path() != "/health" {
-        stats.hits.fetch_add(1, Ordering::SeqCst);
-    }
+    let counter = if req.uri().path() == "/health" {
+        &stats.probes
+    } else {
+        &stats.hits
+    };
+    counter.fetch_add(1, Ordering::SeqCst);
     let seen = req.headers().get("x-request-timeout-ms").cloned();
     let _ = req.into_body().collect().await;
     let status = match mode {
