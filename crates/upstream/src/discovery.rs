@@ -32,7 +32,8 @@ impl Inner {
                 }
                 Err(error) => {
                     if failing.insert(name.clone()) {
-                        warn!(pool = %self.name, name = %name, %error, "cannot resolve, keeping last addresses");
+                        let pool = self.name.as_str();
+                        warn!(pool, name = %name, %error, "cannot resolve, keeping last addresses");
                     }
                 }
             }

@@ -49,7 +49,8 @@ async fn requests_ejections_and_health_are_counted() {
     );
     assert_eq!(value(&text, &ok), 20.0);
     let refused = format!(
-        "switchboard_upstream_requests_total{{pool=\"m\",instance=\"{d}\",outcome=\"connect_error\"}}"
+        "switchboard_upstream_requests_total{{pool=\"m\",instance=\"{d}\",\
+         outcome=\"connect_error\"}}"
     );
     assert_eq!(value(&text, &refused), 1.0);
     let ejections = format!("switchboard_upstream_ejections_total{{pool=\"m\",instance=\"{d}\"}}");
