@@ -23,7 +23,7 @@ pub fn sub(args: &[Number]) -> Result<Number, RpcError> {
     match ints(args) {
         Some(_) => {
             let rest: i128 = ints(rest).into_iter().flatten().map(i128::from).sum();
-            narrow(i128::from(first.as_i64_exact()) - rest)
+            narrow(i128::from(first.to_i64_exact()) - rest)
         }
         None => finite(floats(rest).fold(first.as_f64(), |acc, x| acc - x)),
     }
@@ -61,7 +61,7 @@ pub fn div(args: &[Number]) -> Result<Number, RpcError> {
         ));
     }
     match ints(args) {
-        Some(_) => int_div(first.as_i64_exact(), rest),
+        Some(_) => int_div(first.to_i64_exact(), rest),
         None => finite(floats(rest).fold(first.as_f64(), |acc, x| acc / x)),
     }
 }
@@ -69,9 +69,9 @@ pub fn div(args: &[Number]) -> Result<Number, RpcError> {
 /// a0 / a1 / ... / an equals a0 / (a1 * ... * an): one exact division when
 /// the product fits, so 12 / 2 / 3 stays the integer 2.
 fn int_div(numerator: i64, divisors: &[Number]) -> Result<Number, RpcError> {
-    let product = divisors
-        .iter()
-        .try_fold(1i128, |acc, d| acc.checked_mul(i128::from(d.as_i64_exact())));
+    let product = divisors.iter().try_fold(1i128, |acc, d| {
+        acc.checked_mul(i128::from(d.to_i64_exact()))
+    });
     let numerator_wide = i128::from(numerator);
     match product {
         Some(p) if numerator_wide % p == 0 => narrow(numerator_wide / p),
@@ -92,7 +92,7 @@ fn split_first<'a>(args: &'a [Number], op: &str) -> Result<(Number, &'a [Number]
 /// The arguments as integers, or `None` when any of them is a float.
 fn ints(args: &[Number]) -> Option<impl Iterator<Item = i64> + '_> {
     let all_int = args.iter().all(|a| matches!(a, Number::Int(_)));
-    all_int.then(|| args.iter().map(|a| a.as_i64_exact()))
+    all_int.then(|| args.iter().map(|a| a.to_i64_exact()))
 }
 
 fn floats(args: &[Number]) -> impl Iterator<Item = f64> + '_ {
@@ -119,11 +119,11 @@ fn overflow() -> RpcError {
 
 /// Integer view of an argument already known to be an integer.
 trait ExactInt {
-    fn as_i64_exact(self) -> i64;
+    fn to_i64_exact(self) -> i64;
 }
 
 impl ExactInt for Number {
-    fn as_i64_exact(self) -> i64 {
+    fn to_i64_exact(self) -> i64 {
         match self {
             Number::Int(i) => i,
             // Callers check `ints()` first; a float here would be a bug, and
@@ -136,8 +136,8 @@ impl ExactInt for Number {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use Number::{Float, Int};
+    use proptest::prelude::*;
 
     fn int(args: &[i64]) -> Vec<Number> {
         args.iter().copied().map(Int).collect()
@@ -175,7 +175,10 @@ mod tests {
         let err = div(&int(&[1, 2, 0])).expect_err("zero");
         assert_eq!(err.code, ErrorCode::DivisionByZero);
         assert_eq!(err.message, "argument 2 is zero");
-        assert_eq!(code(div(&[Float(1.0), Float(-0.0)])), ErrorCode::DivisionByZero);
+        assert_eq!(
+            code(div(&[Float(1.0), Float(-0.0)])),
+            ErrorCode::DivisionByZero
+        );
     }
 
     #[test]
@@ -186,7 +189,10 @@ mod tests {
         assert_eq!(code(mult(&int(&[i64::MAX, 2]))), ErrorCode::Overflow);
         assert_eq!(mult(&int(&[i64::MIN, -1, -1])), Ok(Int(i64::MIN)));
         assert_eq!(code(div(&int(&[i64::MIN, -1]))), ErrorCode::Overflow);
-        assert_eq!(code(mult(&[Float(1e300), Float(1e300)])), ErrorCode::Overflow);
+        assert_eq!(
+            code(mult(&[Float(1e300), Float(1e300)])),
+            ErrorCode::Overflow
+        );
     }
 
     #[test]
@@ -205,7 +211,9 @@ mod tests {
         if args.contains(&0) {
             return Some(0);
         }
-        let wide = args.iter().try_fold(1i128, |acc, &x| acc.checked_mul(i128::from(x)))?;
+        let wide = args
+            .iter()
+            .try_fold(1i128, |acc, &x| acc.checked_mul(i128::from(x)))?;
         i64::try_from(wide).ok()
     }
 

@@ -170,7 +170,9 @@ mod tests {
     #[test]
     fn jsonrpc_error_carries_numeric_and_string_codes() {
         let err = RpcError::invalid_params("argument 0 is not a number");
-        let flavor = Flavor::JsonRpc { id: Some(raw("\"a\"")) };
+        let flavor = Flavor::JsonRpc {
+            id: Some(raw("\"a\"")),
+        };
         let out = encode_single(flavor, &id(), Err(&err)).expect("answer");
         let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
         assert_eq!(v["id"], "a");
@@ -183,12 +185,17 @@ mod tests {
         let flavor = Flavor::JsonRpc { id: None };
         assert!(encode_single(flavor, &id(), Ok(raw("1"))).is_none());
         assert!(encode_batch([None, None]).is_none());
-        assert_eq!(encode_batch([Some(&b"1"[..]), None, Some(b"2")]).expect("some"), b"[1,2]");
+        assert_eq!(
+            encode_batch([Some(&b"1"[..]), None, Some(b"2")]).expect("some"),
+            b"[1,2]"
+        );
     }
 
     #[test]
     fn statuses_follow_the_dialect() {
-        let rpc = Flavor::JsonRpc { id: Some(RawValue::NULL) };
+        let rpc = Flavor::JsonRpc {
+            id: Some(RawValue::NULL),
+        };
         assert_eq!(http_status(Flavor::Native, Err(ErrorCode::Overflow)), 422);
         assert_eq!(http_status(rpc, Err(ErrorCode::Overflow)), 200);
         assert_eq!(http_status(Flavor::JsonRpc { id: None }, Ok(())), 204);

@@ -27,6 +27,15 @@ impl Number {
     }
 }
 
+impl serde::Serialize for Number {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Number::Int(i) => s.serialize_i64(i),
+            Number::Float(f) => s.serialize_f64(f),
+        }
+    }
+}
+
 /// Reads the argument list of a call.
 ///
 /// `params` may be an array of numbers (`[1, 2]`) or an object holding one
@@ -115,7 +124,10 @@ mod tests {
     fn array_and_object_forms_agree() {
         let expected = vec![Number::Int(1), Number::Float(2.5), Number::Int(-3)];
         assert_eq!(numbers("[1, 2.5, -3]").expect("valid"), expected);
-        assert_eq!(numbers(r#"{"args": [1, 2.5, -3]}"#).expect("valid"), expected);
+        assert_eq!(
+            numbers(r#"{"args": [1, 2.5, -3]}"#).expect("valid"),
+            expected
+        );
     }
 
     #[test]
@@ -141,17 +153,30 @@ mod tests {
 
     #[test]
     fn floats_out_of_range_overflow() {
-        assert_eq!(numbers("[1e308]").expect("fits"), vec![Number::Float(1e308)]);
+        assert_eq!(
+            numbers("[1e308]").expect("fits"),
+            vec![Number::Float(1e308)]
+        );
         let code = numbers("[1e400]").map(|_| ()).expect_err("inf").code;
-        assert!(matches!(code, ErrorCode::Overflow | ErrorCode::InvalidParams));
+        assert!(matches!(
+            code,
+            ErrorCode::Overflow | ErrorCode::InvalidParams
+        ));
     }
 
     #[test]
     fn shapes_other_than_array_or_args_are_invalid_params() {
         for bad in ["5", r#""x""#, r#"{"argz": []}"#, r#"{"args": 5}"#] {
-            assert_eq!(numbers(bad).expect_err(bad).code, ErrorCode::InvalidParams, "{bad}");
+            assert_eq!(
+                numbers(bad).expect_err(bad).code,
+                ErrorCode::InvalidParams,
+                "{bad}"
+            );
         }
-        assert_eq!(parse_numbers(None, &Limits::default()).expect("empty"), vec![]);
+        assert_eq!(
+            parse_numbers(None, &Limits::default()).expect("empty"),
+            vec![]
+        );
     }
 
     #[test]

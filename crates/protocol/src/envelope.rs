@@ -117,7 +117,11 @@ fn parse_batch<'a>(text: &'a str, limits: &Limits) -> Result<Vec<Item<'a>>, RpcE
     if items.len() > limits.max_batch {
         return Err(RpcError::new(
             ErrorCode::PayloadTooLarge,
-            format!("batch of {} calls, the limit is {}", items.len(), limits.max_batch),
+            format!(
+                "batch of {} calls, the limit is {}",
+                items.len(),
+                limits.max_batch
+            ),
         ));
     }
     Ok(items.into_iter().map(parse_item).collect())
@@ -211,7 +215,8 @@ fn reject<'a>(flavor: Flavor<'a>, request_id: Option<RequestId>, error: RpcError
 
 fn read_method(raw: Option<&RawValue>) -> Result<Cow<'_, str>, RpcError> {
     let raw = raw.ok_or_else(|| RpcError::invalid_request("method is missing"))?;
-    let method = raw_str(raw).ok_or_else(|| RpcError::invalid_request("method must be a string"))?;
+    let method =
+        raw_str(raw).ok_or_else(|| RpcError::invalid_request("method must be a string"))?;
     if method.is_empty() {
         return Err(RpcError::invalid_request("method is empty"));
     }
@@ -219,7 +224,8 @@ fn read_method(raw: Option<&RawValue>) -> Result<Cow<'_, str>, RpcError> {
 }
 
 fn read_request_id(raw: &RawValue) -> Result<RequestId, RpcError> {
-    let text = raw_str(raw).ok_or_else(|| RpcError::invalid_request("requestId must be a string"))?;
+    let text =
+        raw_str(raw).ok_or_else(|| RpcError::invalid_request("requestId must be a string"))?;
     RequestId::parse(&text)
 }
 
@@ -234,7 +240,10 @@ pub fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
 }
 
 fn is_valid_id(raw: &RawValue) -> bool {
-    matches!(raw.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9' | b'n'))
+    matches!(
+        raw.get().as_bytes().first(),
+        Some(b'"' | b'-' | b'0'..=b'9' | b'n')
+    )
 }
 
 /// Maps a serde_json error to `parse_error` (bad syntax) or `invalid_request`
@@ -274,8 +283,8 @@ mod tests {
         let env = single(r#"{"jsonrpc":"2.0","method":"calc.mult","params":[2,3],"id":7}"#)
             .expect("valid");
         assert!(matches!(env.flavor, Flavor::JsonRpc { id: Some(id) } if id.get() == "7"));
-        let note = single(r#"{"jsonrpc":"2.0","method":"calc.mult","params":[2,3]}"#)
-            .expect("valid");
+        let note =
+            single(r#"{"jsonrpc":"2.0","method":"calc.mult","params":[2,3]}"#).expect("valid");
         assert!(note.flavor.is_notification());
     }
 
@@ -288,7 +297,12 @@ mod tests {
 
     #[test]
     fn missing_or_mistyped_method_is_invalid_request() {
-        for body in [r#"{"data":{}}"#, r#"{"method":5}"#, r#"{"method":""}"#, "[1]"] {
+        for body in [
+            r#"{"data":{}}"#,
+            r#"{"method":5}"#,
+            r#"{"method":""}"#,
+            "[1]",
+        ] {
             let err = match parse_body(body.as_bytes(), &Limits::default()).expect("json") {
                 Body::Single(item) => item.expect_err("invalid").error,
                 Body::Batch(items) => items[0].clone().expect_err("invalid").error,
@@ -325,8 +339,11 @@ mod tests {
             max_batch: 2,
             ..Limits::default()
         };
-        let err = parse_body(br#"[{"method":"a"},{"method":"a"},{"method":"a"}]"#, &limits)
-            .expect_err("too many");
+        let err = parse_body(
+            br#"[{"method":"a"},{"method":"a"},{"method":"a"}]"#,
+            &limits,
+        )
+        .expect_err("too many");
         assert_eq!(err.code, ErrorCode::PayloadTooLarge);
     }
 

@@ -59,8 +59,8 @@ pub fn encode(registry: &Registry) -> String {
 /// for in-process calls, wide enough for timeouts.
 pub fn latency_buckets() -> impl Iterator<Item = f64> {
     [
-        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-        0.5, 1.0, 2.5, 5.0, 10.0,
+        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+        1.0, 2.5, 5.0, 10.0,
     ]
     .into_iter()
 }

@@ -117,7 +117,8 @@ pub fn init(cfg: &LogConfig) -> Result<LogGuard, LogError> {
 }
 
 fn appender(cfg: &LogConfig) -> Result<RollingFileAppender, LogError> {
-    std::fs::create_dir_all(&cfg.dir).map_err(|e| LogError::File(cfg.dir.clone(), e.to_string()))?;
+    std::fs::create_dir_all(&cfg.dir)
+        .map_err(|e| LogError::File(cfg.dir.clone(), e.to_string()))?;
     RollingFileAppender::builder()
         .rotation(Rotation::DAILY)
         .filename_prefix(&cfg.file)

@@ -51,16 +51,36 @@ impl Collector for ProcessCollector {
         )?;
         cpu.encode(metric)?;
         let gauges = [
-            ("process_resident_memory_bytes", "Resident memory size in bytes", s.resident_bytes),
-            ("process_virtual_memory_bytes", "Virtual memory size in bytes", s.virtual_bytes),
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                s.resident_bytes,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes",
+                s.virtual_bytes,
+            ),
             (
                 "process_start_time_seconds",
                 "Start time of the process since unix epoch in seconds",
                 s.start_time_seconds,
             ),
-            ("process_open_fds", "Number of open file descriptors", s.open_fds),
-            ("process_max_fds", "Maximum number of open file descriptors", s.max_fds),
-            ("process_threads", "Number of OS threads in the process", s.threads),
+            (
+                "process_open_fds",
+                "Number of open file descriptors",
+                s.open_fds,
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                s.max_fds,
+            ),
+            (
+                "process_threads",
+                "Number of OS threads in the process",
+                s.threads,
+            ),
         ];
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(value);

@@ -1,0 +1,113 @@
+//! Command-line interface: parses flags, layers them over the config file and
+//! starts the chosen component.
+
+use crate::config::Config;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A distributed RPC system: load balancer, gateway and services.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the calc service (calc.summ, calc.sub, calc.mult, calc.div).
+    Calc(ServeArgs),
+    /// Check a config file and print the effective configuration.
+    CheckConfig(CommonArgs),
+}
+
+/// Flags every component takes.
+#[derive(Debug, Args)]
+pub(crate) struct CommonArgs {
+    /// Config file (TOML); default: config/switchboard.toml when it exists.
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log level filter, e.g. `info` or `warn,switchboard::access=off`.
+    #[arg(long, env = "SWITCHBOARD_LOG_LEVEL")]
+    log_level: Option<String>,
+    /// Stem of the JSON log file under the log folder (`app` writes
+    /// logs/app.log).
+    #[arg(long, env = "SWITCHBOARD_LOG_FILE")]
+    log_file: Option<String>,
+    /// Folder of the JSON log files.
+    #[arg(long, env = "SWITCHBOARD_LOG_DIR")]
+    log_dir: Option<PathBuf>,
+}
+
+/// Flags of a component that serves HTTP.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    /// Address to listen on, e.g. 127.0.0.1:9101 (overrides the file).
+    #[arg(long, env = "SWITCHBOARD_LISTEN")]
+    pub(crate) listen: Option<SocketAddr>,
+    /// Time to finish in-flight requests after SIGTERM, in milliseconds.
+    #[arg(long, env = "SWITCHBOARD_DRAIN_TIMEOUT_MS")]
+    pub(crate) drain_timeout_ms: Option<u64>,
+}
+
+/// Parses the command line, runs the command, and maps any error to one line
+/// on stderr and a non-zero exit.
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchboard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Calc(args) => {
+            let mut config = load(&args.common)?;
+            apply_serve_flags(&mut config.calc, &args);
+            crate::cmd::calc::run(config)
+        }
+        Command::CheckConfig(args) => {
+            let config = load(&args)?;
+            print!("{}", toml::to_string_pretty(&config)?);
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn load(args: &CommonArgs) -> anyhow::Result<Config> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(level) = &args.log_level {
+        config.log.level = level.clone();
+    }
+    if let Some(file) = &args.log_file {
+        config.log.file = file.clone();
+    }
+    if let Some(dir) = &args.log_dir {
+        config.log.dir = dir.clone();
+    }
+    Ok(config)
+}
+
+pub(crate) fn apply_serve_flags(server: &mut service::ServerConfig, args: &ServeArgs) {
+    if let Some(listen) = args.listen {
+        server.listen = listen;
+    }
+    if let Some(ms) = args.drain_timeout_ms {
+        server.drain_timeout_ms = ms;
+    }
+}
+
+/// The multi-threaded runtime every long-running component uses.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

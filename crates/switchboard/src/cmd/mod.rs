@@ -1,0 +1,3 @@
+//! One module per subcommand that runs a component.
+
+pub(crate) mod calc;
