@@ -21,6 +21,9 @@ pub struct ServerConfig {
     /// Longest time to finish in-flight requests after SIGTERM, in
     /// milliseconds.
     pub drain_timeout_ms: u64,
+    /// Most requests handled at once; past it, `overloaded` (503) with
+    /// `Retry-After` at once instead of a queue that grows. 0: no limit.
+    pub max_in_flight: usize,
 }
 
 impl Default for ServerConfig {
@@ -31,6 +34,7 @@ impl Default for ServerConfig {
             body_read_timeout_ms: 10_000,
             max_connections: 10_000,
             drain_timeout_ms: 10_000,
+            max_in_flight: 4_096,
         }
     }
 }

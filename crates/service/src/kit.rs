@@ -8,9 +8,10 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use protocol::envelope::{Item, Rejected};
-use protocol::{Body, Envelope, Flavor, Limits, Number, RequestId, RpcError};
+use protocol::{Body, Envelope, ErrorCode, Flavor, Limits, Number, RequestId, RpcError};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
@@ -153,6 +154,16 @@ struct Op {
     metrics: MethodMetrics,
 }
 
+/// Runs a handler, turning a panic into an `internal` answer so one bad input
+/// cannot take the process down.
+fn guarded(op: &Op, call: &Call<'_>) -> OpResult {
+    let run = std::panic::AssertUnwindSafe(|| (op.handler)(call));
+    std::panic::catch_unwind(run).unwrap_or_else(|_| {
+        tracing::error!(method = call.method, request_id = %call.request_id, "operation panicked");
+        Err(RpcError::internal())
+    })
+}
+
 /// Routes calls to operations and writes the answers.
 pub struct Dispatcher {
     name: String,
@@ -268,7 +279,7 @@ impl Dispatcher {
             request_id,
             limits: &self.limits,
         };
-        (Some((name.as_str(), op)), (op.handler)(&call))
+        (Some((name.as_str(), op)), guarded(op, &call))
     }
 
     fn record(
@@ -389,9 +400,45 @@ async fn rpc(
     request_id: RequestId,
 ) -> Response<Full<Bytes>> {
     let dispatcher = &state.dispatcher;
-    dispatcher.metrics.in_flight.inc();
-    let response = rpc_inner(state, req, request_id).await;
-    dispatcher.metrics.in_flight.dec();
+    let guard = InFlight::enter(&dispatcher.metrics.in_flight);
+    let limit = state.cfg.server.max_in_flight;
+    if limit > 0 && guard.count > limit as i64 {
+        return overloaded(dispatcher, request_id);
+    }
+    rpc_inner(state, req, request_id).await
+}
+
+/// Counts a request in flight until dropped, also when the client goes away
+/// and the request's future is dropped half-way.
+struct InFlight<'a> {
+    gauge: &'a Gauge,
+    /// The count including this request.
+    count: i64,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a Gauge) -> Self {
+        let count = gauge.inc() + 1;
+        InFlight { gauge, count }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+fn overloaded(dispatcher: &Dispatcher, request_id: RequestId) -> Response<Full<Bytes>> {
+    let error = RpcError::new(
+        ErrorCode::Overloaded,
+        "too many requests in flight; retry shortly",
+    );
+    let mut response = dispatcher.refuse(request_id, &error, StatusCode::SERVICE_UNAVAILABLE);
+    response.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
     response
 }
 
@@ -430,4 +477,48 @@ fn ready(state: &State) -> Response<Full<Bytes>> {
 fn metrics(state: &State) -> Response<Full<Bytes>> {
     let text = telemetry::encode(&state.registry);
     h::text_response(StatusCode::OK, telemetry::METRICS_CONTENT_TYPE, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dispatcher() -> Dispatcher {
+        Service::builder("t")
+            .op("ok", |_| reply(1))
+            .op("boom", |_| panic!("a bug in an operation"))
+            .build()
+            .dispatcher(&mut Registry::default(), Limits::default())
+    }
+
+    fn answer(body: &str) -> (StatusCode, serde_json::Value) {
+        let a = dispatcher().handle(body.as_bytes(), RequestId::generate());
+        let v = serde_json::from_slice(&a.body.unwrap_or_default()).unwrap_or_default();
+        (a.status, v)
+    }
+
+    #[test]
+    fn a_panicking_operation_answers_internal_without_detail() {
+        let (status, v) = answer(r#"{"method":"t.boom"}"#);
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(v["error"]["code"], "internal");
+        assert_eq!(v["error"]["message"], "internal error");
+    }
+
+    #[test]
+    fn a_panic_in_a_batch_fails_only_its_item() {
+        let (status, v) = answer(r#"[{"method":"t.boom"},{"method":"t.ok"}]"#);
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v[0]["error"]["code"], "internal");
+        assert_eq!(v[1]["result"], 1);
+    }
+
+    #[test]
+    fn native_single_call_keeps_its_own_request_id() {
+        let a = dispatcher().handle(
+            br#"{"method":"t.ok","requestId":"mine"}"#,
+            RequestId::parse("header").expect("valid"),
+        );
+        assert_eq!(a.request_id.as_str(), "mine");
+    }
 }
