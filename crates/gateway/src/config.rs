@@ -30,7 +30,9 @@ pub struct GatewayConfig {
     /// The HTTP server (listen address, timeouts, drain).
     #[serde(flatten)]
     pub server: ServerConfig,
-    /// The pools, by service name (the method prefix).
+    /// The pools, by service name (the method prefix); each pool is named after
+    /// its key.
+    #[serde(deserialize_with = "named_pools")]
     pub services: BTreeMap<String, PoolConfig>,
     /// Keys nobody claimed; refused by [`GatewayConfig::validate`]. Needed because
     /// serde cannot deny unknown fields next to a flattened struct.
@@ -133,6 +135,7 @@ impl GatewayConfig {
         for flag in flags {
             let (name, endpoints) = parse_service_flag(flag)?;
             let mut pool = self.services.remove(name).unwrap_or_else(|| PoolConfig {
+                name: name.to_owned(),
                 idempotent: true,
                 ..PoolConfig::default()
             });
@@ -142,6 +145,18 @@ impl GatewayConfig {
         self.services = services;
         Ok(())
     }
+}
+
+/// Reads the pool table, naming each pool after its key.
+fn named_pools<'de, D>(d: D) -> Result<BTreeMap<String, PoolConfig>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let mut pools = BTreeMap::<String, PoolConfig>::deserialize(d)?;
+    for (name, pool) in &mut pools {
+        pool.name.clone_from(name);
+    }
+    Ok(pools)
 }
 
 /// Splits `name=a,b` into the name and its endpoints.
@@ -187,6 +202,7 @@ mod tests {
         assert_eq!(cfg.server.listen.port(), 7);
         assert_eq!(cfg.server.drain_timeout_ms, 5);
         assert_eq!(cfg.services["calc"].try_timeout, Duration::from_millis(250));
+        assert_eq!(cfg.services["calc"].name, "calc");
         assert!(cfg.validate().is_ok());
         let (name, pool) = cfg.pools().next().expect("one pool");
         assert_eq!((name, pool.name.as_str()), ("calc", "calc"));

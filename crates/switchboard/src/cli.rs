@@ -19,6 +19,10 @@ struct Cli {
 enum Command {
     /// Run the calc service (calc.summ, calc.sub, calc.mult, calc.div).
     Calc(ServeArgs),
+    /// Run the stats service (stats.mean, stats.median, stats.min, stats.max).
+    Stats(ServeArgs),
+    /// Run the RPC gateway, routing each call to the pool of its service.
+    Gateway(GatewayArgs),
     /// Check a config file and print the effective configuration.
     CheckConfig(CommonArgs),
 }
@@ -28,7 +32,7 @@ enum Command {
 pub(crate) struct CommonArgs {
     /// Config file (TOML); default: config/switchboard.toml when it exists.
     #[arg(long, env = "SWITCHBOARD_CONFIG")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Log level filter, e.g. `info` or `warn,switchboard::access=off`.
     #[arg(long, env = "SWITCHBOARD_LOG_LEVEL")]
     log_level: Option<String>,
@@ -54,6 +58,17 @@ pub(crate) struct ServeArgs {
     pub(crate) drain_timeout_ms: Option<u64>,
 }
 
+/// Flags of the gateway.
+#[derive(Debug, Args)]
+pub(crate) struct GatewayArgs {
+    #[command(flatten)]
+    pub(crate) serve: ServeArgs,
+    /// A service and its instances, e.g. `calc=127.0.0.1:9101,calc-2:9101`;
+    /// repeatable. When given, these flags name every routed service.
+    #[arg(long = "service", value_name = "NAME=ADDR[,ADDR...]")]
+    pub(crate) services: Vec<String>,
+}
+
 /// Parses the command line, runs the command, and maps any error to one line
 /// on stderr and a non-zero exit.
 pub(crate) fn main() -> ExitCode {
@@ -74,6 +89,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             apply_serve_flags(&mut config.calc, &args);
             crate::cmd::calc::run(config)
         }
+        Command::Stats(args) => {
+            let mut config = load(&args.common)?;
+            apply_serve_flags(&mut config.stats, &args);
+            crate::cmd::stats::run(config)
+        }
+        Command::Gateway(args) => crate::cmd::gateway::run(args),
         Command::CheckConfig(args) => {
             let config = load(&args)?;
             print!("{}", toml::to_string_pretty(&config)?);

@@ -24,6 +24,10 @@ pub(crate) struct Config {
     pub(crate) limits: Limits,
     /// The calc service.
     pub(crate) calc: ServerConfig,
+    /// The stats service.
+    pub(crate) stats: ServerConfig,
+    /// The RPC gateway and the pools it routes to.
+    pub(crate) gateway: gateway::GatewayConfig,
 }
 
 impl Default for Config {
@@ -32,6 +36,8 @@ impl Default for Config {
             log: LogConfig::default(),
             limits: Limits::default(),
             calc: server_on(9101),
+            stats: server_on(9201),
+            gateway: gateway::GatewayConfig::default(),
         }
     }
 }
@@ -78,6 +84,11 @@ impl Config {
             self.calc.max_connections > 0,
             "calc.max_connections must be above 0"
         );
+        anyhow::ensure!(
+            self.stats.max_connections > 0,
+            "stats.max_connections must be above 0"
+        );
+        self.gateway.validate()?;
         Ok(())
     }
 }
@@ -91,6 +102,18 @@ mod tests {
         let text = include_str!("../../../config/switchboard.toml");
         let config = Config::parse(text).expect("shipped config is valid");
         assert_eq!(config.limits, Limits::default());
+    }
+
+    #[test]
+    fn shipped_gateway_routes_calc_and_stats() {
+        let text = include_str!("../../../config/switchboard.toml");
+        let config = Config::parse(text).expect("shipped config is valid");
+        let services = &config.gateway.services;
+        assert_eq!(services["calc"].endpoints, ["127.0.0.1:9101"]);
+        assert_eq!(services["stats"].endpoints, ["127.0.0.1:9201"]);
+        assert_eq!(config.stats.listen.port(), 9201);
+        let err = Config::parse("[gateway]\nlisen = \"x\"\n").expect_err("typo");
+        assert!(format!("{err:#}").contains("lisen"), "{err:#}");
     }
 
     #[test]

@@ -1,3 +1,5 @@
 //! One module per subcommand that runs a component.
 
 pub(crate) mod calc;
+pub(crate) mod gateway;
+pub(crate) mod stats;
