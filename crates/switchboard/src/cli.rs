@@ -69,6 +69,18 @@ pub(crate) struct GatewayArgs {
     pub(crate) services: Vec<String>,
 }
 
+impl CommonArgs {
+    /// The config file in use, if any: the one given, or the default one when it
+    /// exists.
+    pub(crate) fn config_file(&self) -> Option<PathBuf> {
+        let path = self
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_PATH));
+        path.exists().then_some(path)
+    }
+}
+
 /// Parses the command line, runs the command, and maps any error to one line
 /// on stderr and a non-zero exit.
 pub(crate) fn main() -> ExitCode {
