@@ -23,6 +23,10 @@ enum Command {
     Stats(ServeArgs),
     /// Run the RPC gateway, routing each call to the pool of its service.
     Gateway(GatewayArgs),
+    /// Run the load balancer, the public entry in front of the gateways.
+    Lb(LbArgs),
+    /// Run the static gateway, serving files under one root at /static/.
+    Static(StaticArgs),
     /// Check a config file and print the effective configuration.
     CheckConfig(CommonArgs),
 }
@@ -69,6 +73,32 @@ pub(crate) struct GatewayArgs {
     pub(crate) services: Vec<String>,
 }
 
+/// Flags of the load balancer.
+#[derive(Debug, Args)]
+pub(crate) struct LbArgs {
+    #[command(flatten)]
+    pub(crate) serve: ServeArgs,
+    /// Admin address (/metrics, /health, /ready, /pools, /reload).
+    #[arg(long, env = "SWITCHBOARD_ADMIN")]
+    pub(crate) admin: Option<SocketAddr>,
+    /// Gateways of the `POST /rpc` pool (replaces `[lb.rpc] endpoints`).
+    #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
+    pub(crate) rpc: Vec<String>,
+    /// Static servers of the `/static/` pool (replaces `[lb.static] endpoints`).
+    #[arg(long = "static", value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
+    pub(crate) static_files: Vec<String>,
+}
+
+/// Flags of the static gateway.
+#[derive(Debug, Args)]
+pub(crate) struct StaticArgs {
+    #[command(flatten)]
+    pub(crate) serve: ServeArgs,
+    /// Folder to serve (overrides `[static] root`).
+    #[arg(long, env = "SWITCHBOARD_STATIC_ROOT")]
+    pub(crate) root: Option<PathBuf>,
+}
+
 impl CommonArgs {
     /// The config file in use, if any: the one given, or the default one when it
     /// exists.
@@ -107,6 +137,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             crate::cmd::stats::run(config)
         }
         Command::Gateway(args) => crate::cmd::gateway::run(args),
+        Command::Lb(args) => crate::cmd::lb::run(args),
+        Command::Static(args) => crate::cmd::static_files::run(args),
         Command::CheckConfig(args) => {
             let config = load(&args)?;
             print!("{}", toml::to_string_pretty(&config)?);

@@ -28,6 +28,11 @@ pub(crate) struct Config {
     pub(crate) stats: ServerConfig,
     /// The RPC gateway and the pools it routes to.
     pub(crate) gateway: gateway::GatewayConfig,
+    /// The load balancer and its two pools.
+    pub(crate) lb: lb::LbConfig,
+    /// The static gateway.
+    #[serde(rename = "static")]
+    pub(crate) static_files: static_files::StaticConfig,
 }
 
 impl Default for Config {
@@ -38,6 +43,8 @@ impl Default for Config {
             calc: server_on(9101),
             stats: server_on(9201),
             gateway: gateway::GatewayConfig::default(),
+            lb: lb::LbConfig::default(),
+            static_files: static_files::StaticConfig::default(),
         }
     }
 }
@@ -89,6 +96,7 @@ impl Config {
             "stats.max_connections must be above 0"
         );
         self.gateway.validate()?;
+        self.lb.validate()?;
         Ok(())
     }
 }

@@ -140,6 +140,12 @@ pub(crate) struct EndpointSpec {
 }
 
 impl PoolConfig {
+    /// Checks the configuration without building a pool, e.g. before a reload
+    /// that must apply to several pools or to none.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.validate().map(|_| ())
+    }
+
     /// Checks every field and parses the endpoint entries.
     pub(crate) fn validate(&self) -> Result<Vec<EndpointSpec>, ConfigError> {
         if self.name.is_empty() {

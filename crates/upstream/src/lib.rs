@@ -28,5 +28,5 @@ pub use client::DEADLINE_HEADER;
 pub use config::{Balance, HealthConfig, MAX_WEIGHT, PoolConfig};
 pub use error::{ConfigError, UpstreamError};
 pub use metrics::PoolMetrics;
-pub use pool::Pool;
+pub use pool::{AnsweredBy, Pool};
 pub use state::{EndpointState, PoolState};

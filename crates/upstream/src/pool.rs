@@ -61,6 +61,10 @@ pub struct Pool {
     inner: Arc<Inner>,
 }
 
+/// Response extension naming the endpoint that answered, for access logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnsweredBy(pub std::net::SocketAddr);
+
 /// What one try produced.
 type TryResult = Result<Response<Incoming>, UpstreamError>;
 
@@ -246,6 +250,10 @@ impl Inner {
             Ok(Ok(resp)) if resp.status().is_server_error() => (Outcome::ServerError, Ok(resp)),
             Ok(Ok(resp)) => (Outcome::Success, Ok(resp)),
         };
+        let result = result.map(|mut resp| {
+            resp.extensions_mut().insert(AnsweredBy(ep.addr));
+            resp
+        });
         self.record(ep, outcome, elapsed);
         result
     }

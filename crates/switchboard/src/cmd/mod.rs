@@ -2,4 +2,6 @@
 
 pub(crate) mod calc;
 pub(crate) mod gateway;
+pub(crate) mod lb;
+pub(crate) mod static_files;
 pub(crate) mod stats;
