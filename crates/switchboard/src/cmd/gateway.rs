@@ -20,7 +20,8 @@ pub(crate) fn run(args: GatewayArgs) -> anyhow::Result<()> {
 
     let watch = args.serve.common.config_file();
     let args = Arc::new(args);
-    let mut reloader = Reloader::new(move || Ok(reload(&args)?));
+    // `{:#}` keeps anyhow's context chain in the one-line warning.
+    let mut reloader = Reloader::new(move || reload(&args).map_err(|e| format!("{e:#}").into()));
     if let Some(path) = watch {
         reloader = reloader.watching(path);
     }
