@@ -29,12 +29,17 @@ impl Shutdown {
         (Trigger { tx }, Shutdown { rx })
     }
 
-    /// A signal fired by SIGTERM or SIGINT (Ctrl-C).
+    /// A signal fired by SIGTERM or SIGINT (Ctrl-C), and also when the
+    /// parent process dies if [`EXIT_WITH_PARENT_ENV`] is set, so children of
+    /// a supervisor that was killed outright do not linger.
     pub fn on_signals() -> Shutdown {
         let (trigger, shutdown) = Shutdown::new();
+        let with_parent = std::env::var_os(EXIT_WITH_PARENT_ENV).is_some_and(|v| v == "1");
         tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutdown signal received, draining");
+            tokio::select! {
+                _ = wait_for_signal() => tracing::info!("shutdown signal received, draining"),
+                _ = parent_death(), if with_parent => tracing::warn!("parent process gone, draining"),
+            }
             trigger.trigger();
         });
         shutdown
@@ -50,6 +55,23 @@ impl Shutdown {
         // An error means every trigger was dropped unfired: the owner of the
         // signal is gone, so stopping is the safe reading.
         let _ = self.rx.wait_for(|fired| *fired).await;
+    }
+}
+
+/// Environment variable that makes [`Shutdown::on_signals`] also fire when the
+/// parent process exits; `switchboard up` sets it for its children.
+pub const EXIT_WITH_PARENT_ENV: &str = "SWITCHBOARD_EXIT_WITH_PARENT";
+
+/// Resolves when this process is re-parented, which happens when its parent
+/// dies. Polling keeps it free of `unsafe` (no `prctl`).
+async fn parent_death() {
+    let parent = std::os::unix::process::parent_id();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        if std::os::unix::process::parent_id() != parent {
+            return;
+        }
     }
 }
 

@@ -29,6 +29,12 @@ enum Command {
     Static(StaticArgs),
     /// Check a config file and print the effective configuration.
     CheckConfig(CommonArgs),
+    /// Call a method and print the result, or put load on an entry point.
+    Call(crate::cmd::call::CallArgs),
+    /// Run the whole stack on this machine: load balancer, gateways, services.
+    Up(crate::cmd::up::UpArgs),
+    /// Live view of a running stack: rates, errors, latency, pool health.
+    Top(crate::cmd::top::TopArgs),
 }
 
 /// Flags every component takes.
@@ -39,14 +45,14 @@ pub(crate) struct CommonArgs {
     pub(crate) config: Option<PathBuf>,
     /// Log level filter, e.g. `info` or `warn,switchboard::access=off`.
     #[arg(long, env = "SWITCHBOARD_LOG_LEVEL")]
-    log_level: Option<String>,
+    pub(crate) log_level: Option<String>,
     /// Stem of the JSON log file under the log folder (`app` writes
     /// logs/app.log).
     #[arg(long, env = "SWITCHBOARD_LOG_FILE")]
     log_file: Option<String>,
     /// Folder of the JSON log files.
     #[arg(long, env = "SWITCHBOARD_LOG_DIR")]
-    log_dir: Option<PathBuf>,
+    pub(crate) log_dir: Option<PathBuf>,
 }
 
 /// Flags of a component that serves HTTP.
@@ -131,6 +137,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             apply_serve_flags(&mut config.calc, &args);
             crate::cmd::calc::run(config)
         }
+        Command::Call(args) => crate::cmd::call::run(args),
+        Command::Up(args) => crate::cmd::up::run(args),
+        Command::Top(args) => crate::cmd::top::run(args),
         Command::Stats(args) => {
             let mut config = load(&args.common)?;
             apply_serve_flags(&mut config.stats, &args);

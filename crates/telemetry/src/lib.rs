@@ -7,6 +7,7 @@
 
 pub mod logging;
 pub mod process;
+pub mod scrape;
 
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;

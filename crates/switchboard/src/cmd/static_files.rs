@@ -19,10 +19,9 @@ pub(crate) fn run(args: StaticArgs) -> anyhow::Result<()> {
     let guard = telemetry::logging::init(&config.log)?;
     let mut registry = telemetry::registry("static");
     guard.register_metrics(&mut registry);
-    cli::runtime()?.block_on(static_files::run(
-        cfg,
-        registry,
-        service::Shutdown::on_signals(),
-    ))?;
+    // The signal watcher is spawned, so it must be made inside the runtime.
+    cli::runtime()?.block_on(async {
+        static_files::run(cfg, registry, service::Shutdown::on_signals()).await
+    })?;
     Ok(())
 }

@@ -91,6 +91,38 @@ impl Proc {
         proc
     }
 
+    /// Starts `switchboard lb <args> --listen <listen> --admin <admin>` and
+    /// waits until the admin port's `/ready` answers 200 (the public port
+    /// never serves it).
+    pub fn start_lb(args: &[&str], listen: SocketAddr, admin: SocketAddr, log_level: &str) -> Proc {
+        let log_dir = tempdir::Dir::new("logs");
+        let child = Command::new(binary())
+            .arg("lb")
+            .args(args)
+            .args([
+                "--listen",
+                &listen.to_string(),
+                "--admin",
+                &admin.to_string(),
+            ])
+            .arg("--log-dir")
+            .arg(log_dir.path())
+            .env("RUST_LOG", log_level)
+            .env_remove("SWITCHBOARD_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn switchboard lb");
+        let mut proc = Proc {
+            child,
+            addr: admin,
+            log_dir,
+        };
+        proc.wait_ready("/ready", Duration::from_secs(20));
+        proc.addr = listen;
+        proc
+    }
+
     /// Base URL, `http://addr`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
