@@ -17,7 +17,7 @@ use service::Shutdown;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -30,6 +30,10 @@ use crate::error::LbError;
 use crate::metrics::LbMetrics;
 use crate::proxy::Lb;
 
+/// Longest wait, at the start of a drain, before idle keep-alive connections
+/// are closed.
+const MAX_GRACE: Duration = Duration::from_secs(1);
+
 /// Produces the configuration to apply on reload (re-reads the file and
 /// re-applies the command-line flags).
 pub type Reloader = Arc<dyn Fn() -> Result<LbConfig, LbError> + Send + Sync>;
@@ -41,6 +45,9 @@ struct ConnSettings {
     tls: Option<TlsAcceptor>,
     idle: Duration,
     handshake_timeout: Duration,
+    /// Time between the start of a drain and the close of a connection's
+    /// keep-alive: meanwhile each HTTP/1.1 answer says `Connection: close`.
+    grace: Duration,
 }
 
 /// Runs the balancer until `shutdown` fires, then drains and returns.
@@ -125,6 +132,7 @@ async fn serve_public(
         tls,
         idle: cfg.idle_timeout(),
         handshake_timeout: Duration::from_millis(cfg.header_read_timeout_ms),
+        grace: Duration::from_millis(cfg.drain_timeout_ms / 4).min(MAX_GRACE),
     };
     loop {
         let permit = tokio::select! {
@@ -218,6 +226,12 @@ async fn connection(
 
 /// Drives the HTTP connection until it ends, closing it gracefully when idle
 /// too long or on shutdown.
+///
+/// On shutdown, closing an idle HTTP/1.1 keep-alive connection at once races
+/// with a client that is just sending its next request on it, which would then
+/// be lost. So a drain first answers requests with `Connection: close` for a
+/// short grace, which tells busy clients to stop reusing the connection, and
+/// only then closes what is left (never cutting a response).
 async fn drive<I>(io: I, peer: SocketAddr, s: &ConnSettings, lb: Lb, mut shutdown: Shutdown)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -228,8 +242,15 @@ where
         service_fn(move |req: hyper::Request<Incoming>| {
             let busy = Activity::begin(&activity);
             let lb = lb.clone();
+            let http1 = req.version() <= http::Version::HTTP_11;
             async move {
-                let response = lb.handle(req, peer).await;
+                let mut response = lb.handle(req, peer).await;
+                if http1 && busy.0.draining.load(Ordering::Acquire) {
+                    let close = http::HeaderValue::from_static("close");
+                    response
+                        .headers_mut()
+                        .insert(http::header::CONNECTION, close);
+                }
                 drop(busy);
                 Ok::<_, Infallible>(response)
             }
@@ -238,6 +259,7 @@ where
     let conn = s.builder.serve_connection(io, service);
     tokio::pin!(conn);
     let mut closing = false;
+    let mut close_at: Option<Instant> = None;
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -246,7 +268,11 @@ where
                 }
                 return;
             }
-            _ = shutdown.wait(), if !closing => {
+            _ = shutdown.wait(), if close_at.is_none() => {
+                activity.draining.store(true, Ordering::Release);
+                close_at = Some(Instant::now() + s.grace);
+            }
+            _ = sleep_until_some(close_at), if !closing && close_at.is_some() => {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
@@ -261,11 +287,20 @@ where
     }
 }
 
-/// When a connection last started or finished a request, and how many run.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// When a connection last started or finished a request, how many run, and
+/// whether it is draining.
 struct Activity {
     epoch: Instant,
     last_ms: AtomicU64,
     busy: AtomicUsize,
+    draining: AtomicBool,
 }
 
 /// A request running on a connection; counted until dropped.
@@ -277,6 +312,7 @@ impl Activity {
             epoch: Instant::now(),
             last_ms: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
         }
     }
 
