@@ -33,6 +33,8 @@ pub(crate) struct Config {
     /// The static gateway.
     #[serde(rename = "static")]
     pub(crate) static_files: static_files::StaticConfig,
+    /// What `switchboard up` runs.
+    pub(crate) up: crate::cmd::up::UpConfig,
 }
 
 impl Default for Config {
@@ -45,6 +47,7 @@ impl Default for Config {
             gateway: gateway::GatewayConfig::default(),
             lb: lb::LbConfig::default(),
             static_files: static_files::StaticConfig::default(),
+            up: crate::cmd::up::UpConfig::default(),
         }
     }
 }

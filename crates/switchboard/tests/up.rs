@@ -361,7 +361,7 @@ fn top_shows_methods_and_pools_in_80_by_24_and_quits_on_q() {
     };
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut text = screen(&session);
-    while !(text.contains("calc.summ") && text.contains("gateway-1") && text.contains("calc")) {
+    while !(text.contains("calc.summ") && text.contains("2/2 seen up") && text.contains("static")) {
         assert!(
             Instant::now() < deadline,
             "top never showed the stack:\n{text}"
@@ -374,7 +374,10 @@ fn top_shows_methods_and_pools_in_80_by_24_and_quits_on_q() {
     assert!(text.lines().count() <= 24);
     assert!(text.lines().all(|l| l.chars().count() <= 80));
     assert!(text.contains("components up 8/8"), "{text}");
-    assert!(text.contains(" up "), "{text}");
+    assert!(
+        text.contains("2/2 seen up"),
+        "each calc is seen by both gateways: {text}"
+    );
 
     let _ = Command::new("tmux")
         .args(["send-keys", "-t", &session, "q"])

@@ -34,7 +34,6 @@ pub(crate) struct TopArgs {
 /// A component as the stack file lists it.
 #[derive(Debug, Clone, Deserialize)]
 struct Component {
-    name: String,
     admin: SocketAddr,
 }
 
@@ -147,10 +146,12 @@ struct MethodRow {
 }
 
 struct PoolRow {
-    seen_by: String,
     pool: String,
     instance: String,
-    healthy: bool,
+    /// Routers that see the instance healthy...
+    healthy: usize,
+    /// ...out of those that route to it.
+    observers: usize,
     in_flight: f64,
 }
 
@@ -221,31 +222,30 @@ impl View {
     }
 
     fn pools_table(&self) -> Table<'_> {
-        let header = Row::new(["seen by", "pool", "instance", "health", "in flight"]).style(bold());
+        let header = Row::new(["pool", "instance", "healthy", "in flight"]).style(bold());
         let rows = self.pools.iter().map(|p| {
-            let (text, color) = match p.healthy {
-                true => ("up", Color::Green),
-                false => ("DOWN", Color::Red),
+            let color = match p.healthy {
+                0 => Color::Red,
+                n if n < p.observers => Color::Yellow,
+                _ => Color::Green,
             };
             Row::new([
-                p.seen_by.clone(),
                 p.pool.clone(),
                 p.instance.clone(),
-                text.to_owned(),
+                format!("{}/{} seen up", p.healthy, p.observers),
                 format!("{:.0}", p.in_flight),
             ])
             .style(Style::new().fg(color))
         });
         let widths = [
-            Constraint::Length(11),
-            Constraint::Length(8),
+            Constraint::Length(10),
             Constraint::Length(22),
-            Constraint::Length(7),
+            Constraint::Length(14),
             Constraint::Length(9),
         ];
         Table::new(rows, widths)
             .header(header)
-            .block(Block::bordered().title(" pools "))
+            .block(Block::bordered().title(" pools (health as the routers see it) "))
     }
 }
 
@@ -296,7 +296,12 @@ fn method_rows(prev: &Scrape, cur: &Scrape, dt: f64) -> Vec<MethodRow> {
         let key = (method.to_owned(), outcome.to_owned());
         (now.get(&key).copied().unwrap_or(0.0) - before.get(&key).copied().unwrap_or(0.0)).max(0.0)
     };
-    let methods: std::collections::BTreeSet<&String> = now.keys().map(|(m, _)| m).collect();
+    // Methods never called stay off the screen, so the busy ones fit.
+    let methods: std::collections::BTreeSet<&String> = now
+        .iter()
+        .filter(|(_, count)| **count > 0.0)
+        .map(|((m, _), _)| m)
+        .collect();
     let buckets = (buckets(prev), buckets(cur));
     methods
         .into_iter()
@@ -370,39 +375,32 @@ fn quantile(buckets: &[(u64, f64)], q: f64) -> Option<f64> {
     None
 }
 
-/// Every instance of every pool, as each gateway and load balancer sees it.
+/// Every instance of every pool, with how many of the gateways and load
+/// balancers that route to it see it healthy.
 fn pool_rows(cur: &Scrape) -> Vec<PoolRow> {
-    let in_flight: BTreeMap<(String, String, String), f64> =
-        samples(cur, "switchboard_upstream_in_flight")
-            .map(|(c, s)| {
-                (
-                    (
-                        c.name.clone(),
-                        s.label("pool").unwrap_or("").to_owned(),
-                        s.label("instance").unwrap_or("").to_owned(),
-                    ),
-                    s.value,
-                )
-            })
-            .collect();
-    let mut rows: Vec<PoolRow> = samples(cur, "switchboard_upstream_endpoint_healthy")
-        .map(|(c, s)| {
-            let pool = s.label("pool").unwrap_or("").to_owned();
-            let instance = s.label("instance").unwrap_or("").to_owned();
-            let key = (c.name.clone(), pool.clone(), instance.clone());
-            PoolRow {
-                seen_by: c.name.clone(),
-                pool,
-                instance,
-                healthy: s.value > 0.5,
-                in_flight: in_flight.get(&key).copied().unwrap_or(0.0),
-            }
-        })
-        .collect();
-    rows.sort_by(|a, b| {
-        (&a.pool, &a.seen_by, &a.instance).cmp(&(&b.pool, &b.seen_by, &b.instance))
-    });
-    rows
+    let mut rows: BTreeMap<(String, String), PoolRow> = BTreeMap::new();
+    for (_, s) in samples(cur, "switchboard_upstream_endpoint_healthy") {
+        let key = (label(s, "pool"), label(s, "instance"));
+        let row = rows.entry(key.clone()).or_insert_with(|| PoolRow {
+            pool: key.0,
+            instance: key.1,
+            healthy: 0,
+            observers: 0,
+            in_flight: 0.0,
+        });
+        row.observers += 1;
+        row.healthy += usize::from(s.value > 0.5);
+    }
+    for (_, s) in samples(cur, "switchboard_upstream_in_flight") {
+        if let Some(row) = rows.get_mut(&(label(s, "pool"), label(s, "instance"))) {
+            row.in_flight += s.value;
+        }
+    }
+    rows.into_values().collect()
+}
+
+fn label(sample: &Sample, key: &str) -> String {
+    sample.label(key).unwrap_or_default().to_owned()
 }
 
 #[cfg(test)]

@@ -26,33 +26,83 @@ use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
-/// Flags of `switchboard up`.
+/// Flags of `switchboard up`; each overrides the `[up]` section of the config.
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// Public port of the load balancer.
-    #[arg(long, env = "SWITCHBOARD_PORT", default_value_t = 8080)]
-    port: u16,
-    /// RPC gateways to run.
-    #[arg(long, default_value_t = 2)]
-    gateways: usize,
-    /// calc instances to run.
-    #[arg(long, default_value_t = 3)]
-    calc: usize,
-    /// stats instances to run.
-    #[arg(long, default_value_t = 1)]
-    stats: usize,
-    /// Folder the static gateway serves under /static/.
-    #[arg(long, default_value = "static")]
-    static_root: PathBuf,
+    /// Public port of the load balancer [config: up.port, default 8080].
+    #[arg(long, env = "SWITCHBOARD_PORT")]
+    port: Option<u16>,
+    /// RPC gateways to run [up.gateways, 2].
+    #[arg(long)]
+    gateways: Option<usize>,
+    /// calc instances to run [up.calc, 3].
+    #[arg(long)]
+    calc: Option<usize>,
+    /// stats instances to run [up.stats, 1].
+    #[arg(long)]
+    stats: Option<usize>,
+    /// Folder the static gateway serves under /static/ [up.static_root, static].
+    #[arg(long)]
+    static_root: Option<PathBuf>,
     /// Also start Prometheus (when `prometheus` is on PATH) scraping every
-    /// component.
+    /// component [up.prometheus, false].
     #[arg(long)]
     prometheus: bool,
-    /// Port of Prometheus with --prometheus.
-    #[arg(long, default_value_t = 9090)]
-    prometheus_port: u16,
+    /// Port of Prometheus with --prometheus [up.prometheus_port, 9090].
+    #[arg(long)]
+    prometheus_port: Option<u16>,
+}
+
+/// The `[up]` section: what `switchboard up` runs.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct UpConfig {
+    /// Public port of the load balancer.
+    pub(crate) port: u16,
+    /// RPC gateways to run.
+    pub(crate) gateways: usize,
+    /// calc instances to run.
+    pub(crate) calc: usize,
+    /// stats instances to run.
+    pub(crate) stats: usize,
+    /// Folder the static gateway serves.
+    pub(crate) static_root: PathBuf,
+    /// Whether to start Prometheus too.
+    pub(crate) prometheus: bool,
+    /// Port of Prometheus.
+    pub(crate) prometheus_port: u16,
+}
+
+impl Default for UpConfig {
+    fn default() -> Self {
+        UpConfig {
+            port: 8080,
+            gateways: 2,
+            calc: 3,
+            stats: 1,
+            static_root: PathBuf::from("static"),
+            prometheus: false,
+            prometheus_port: 9090,
+        }
+    }
+}
+
+impl UpConfig {
+    /// Lays the flags over the file's settings.
+    fn with_flags(mut self, args: &UpArgs) -> anyhow::Result<UpConfig> {
+        self.port = args.port.unwrap_or(self.port);
+        self.gateways = args.gateways.unwrap_or(self.gateways);
+        self.calc = args.calc.unwrap_or(self.calc);
+        self.stats = args.stats.unwrap_or(self.stats);
+        self.static_root = args.static_root.clone().unwrap_or(self.static_root);
+        self.prometheus |= args.prometheus;
+        self.prometheus_port = args.prometheus_port.unwrap_or(self.prometheus_port);
+        anyhow::ensure!(self.gateways > 0, "up needs at least one gateway");
+        anyhow::ensure!(self.calc > 0, "up needs at least one calc instance");
+        Ok(self)
+    }
 }
 
 /// Kinds of child, in start order; shutdown goes the other way.
@@ -88,14 +138,12 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let log_dir = args
-        .common
-        .log_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("logs"));
+    let config = crate::cli::load(&args.common)?;
+    let settings = config.up.clone().with_flags(&args)?;
+    let log_dir = config.log.dir.clone();
     std::fs::create_dir_all(&log_dir)
         .with_context(|| format!("cannot create log folder {}", log_dir.display()))?;
-    let tiers = plan(&args, &log_dir)?;
+    let tiers = plan(&settings, &args.common, &log_dir)?;
     let app_log = Arc::new(Mutex::new(open_app_log(&log_dir).await?));
     let mut shutdown = Shutdown::on_signals();
     let pids = Pids::default();
@@ -125,7 +173,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let all: Vec<&Spec> = tiers.iter().flatten().collect();
     let pids = pids.snapshot();
     write_stack_file(&log_dir, &all, &pids)?;
-    print_table(&all, &pids, args.port);
+    print_table(&all, &pids, settings.port);
     shutdown.wait().await;
     stop(running).await
 }
@@ -142,9 +190,9 @@ async fn stop(running: Vec<(service::shutdown::Trigger, JoinSet<()>)>) -> anyhow
 }
 
 /// Every child, grouped in tiers in start order.
-fn plan(args: &UpArgs, log_dir: &Path) -> anyhow::Result<Vec<Vec<Spec>>> {
+fn plan(args: &UpConfig, common: &CommonArgs, log_dir: &Path) -> anyhow::Result<Vec<Vec<Spec>>> {
     let program = std::env::current_exe().context("cannot find the switchboard binary")?;
-    let common = common_flags(&args.common, log_dir);
+    let common = common_flags(common, log_dir);
     let spec = |name: String, kind, addr, admin, mut extra: Vec<String>| {
         let mut child_args = vec![
             kind_command(kind).to_owned(),
@@ -273,7 +321,7 @@ fn free_port() -> anyhow::Result<SocketAddr> {
 
 /// Prometheus with a generated config scraping every child, when installed.
 fn prometheus_tier(
-    args: &UpArgs,
+    args: &UpConfig,
     log_dir: &Path,
     tiers: &[Vec<Spec>],
 ) -> anyhow::Result<Vec<Spec>> {
