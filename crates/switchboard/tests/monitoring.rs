@@ -148,7 +148,10 @@ fn start_prometheus(targets: &[(&str, SocketAddr)]) -> Prometheus {
     let addr = free_addr();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config_path.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("--web.listen-address={addr}"))
         .arg("--log.level=warn")
         .stdout(Stdio::null())
@@ -209,7 +212,13 @@ async fn load(entry: SocketAddr) -> usize {
             let _ = response.bytes().await;
             sent += 1;
         }
-        let _ = client.get(&file).send().await.expect("static file").bytes().await;
+        let _ = client
+            .get(&file)
+            .send()
+            .await
+            .expect("static file")
+            .bytes()
+            .await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     sent
@@ -275,7 +284,10 @@ fn substitute_grafana_variables(expr: &str) -> String {
 
 /// `label_values(SELECTOR, label)` becomes SELECTOR.
 fn variable_query(query: &str) -> Option<String> {
-    let inner = query.trim().strip_prefix("label_values(")?.strip_suffix(')')?;
+    let inner = query
+        .trim()
+        .strip_prefix("label_values(")?
+        .strip_suffix(')')?;
     let (selector, _label) = inner.rsplit_once(',')?;
     Some(selector.trim().to_owned())
 }
@@ -308,7 +320,11 @@ fn dashboard_exprs() -> Vec<Expr> {
     for path in paths {
         let board: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read"))
             .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
-        let name = path.file_name().expect("file name").to_string_lossy().into_owned();
+        let name = path
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned();
         collect_panels(board["panels"].as_array().expect("panels"), &name, &mut out);
         for var in board["templating"]["list"].as_array().into_iter().flatten() {
             let text = var["query"]["query"].as_str().or(var["query"].as_str());
@@ -366,10 +382,17 @@ async fn loaded_rules(prometheus: SocketAddr) -> Vec<Expr> {
             .collect();
         assert!(errors.is_empty(), "rules fail to evaluate: {errors:#?}");
         if rules.iter().all(|r| r["health"] == "ok") {
-            assert_eq!(rules.len(), rules_in_files(), "Prometheus loaded every rule");
+            assert_eq!(
+                rules.len(),
+                rules_in_files(),
+                "Prometheus loaded every rule"
+            );
             return rules.iter().map(|r| rule_expr(r)).collect();
         }
-        assert!(Instant::now() < deadline, "rules not all evaluated within {SETTLE:?}");
+        assert!(
+            Instant::now() < deadline,
+            "rules not all evaluated within {SETTLE:?}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -377,7 +400,11 @@ async fn loaded_rules(prometheus: SocketAddr) -> Vec<Expr> {
 fn rule_expr(rule: &Value) -> Expr {
     let alert = rule["type"] == "alerting";
     Expr {
-        origin: format!("{} {}", if alert { "alert" } else { "record" }, rule["name"]),
+        origin: format!(
+            "{} {}",
+            if alert { "alert" } else { "record" },
+            rule["name"]
+        ),
         promql: rule["query"].as_str().expect("rule query").to_owned(),
         may_be_empty: alert,
     }
@@ -416,12 +443,16 @@ fn metric_names(promql: &str) -> Vec<String> {
     names
 }
 
-async fn check(prometheus: SocketAddr, expr: &Expr, failures: &mut Vec<String>) {
-    let deadline = Instant::now() + SETTLE;
+/// Runs `expr`, retrying an empty answer until `deadline` (shared by all
+/// expressions, so a run with failures stays short).
+async fn check(prometheus: SocketAddr, expr: &Expr, deadline: Instant, failures: &mut Vec<String>) {
     loop {
         let empty = match query(prometheus, &expr.promql).await {
             Err(e) => {
-                failures.push(format!("{}: invalid: {e}\n    {}", expr.origin, expr.promql));
+                failures.push(format!(
+                    "{}: invalid: {e}\n    {}",
+                    expr.origin, expr.promql
+                ));
                 return;
             }
             Ok(series) => series.is_empty(),
@@ -465,8 +496,9 @@ async fn every_dashboard_and_rule_expression_runs_against_a_real_stack() {
     }));
 
     let mut failures = Vec::new();
+    let deadline = Instant::now() + SETTLE;
     for expr in &exprs {
-        check(prometheus.addr, expr, &mut failures).await;
+        check(prometheus.addr, expr, deadline, &mut failures).await;
     }
     assert!(
         failures.is_empty(),
@@ -476,7 +508,11 @@ async fn every_dashboard_and_rule_expression_runs_against_a_real_stack() {
         failures.join("\n")
     );
     assert_eq!(stack.procs.len(), stack.targets.len());
-    eprintln!("{} expressions checked in {:?}", exprs.len(), started.elapsed());
+    eprintln!(
+        "{} expressions checked in {:?}",
+        exprs.len(),
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -498,7 +534,9 @@ fn metric_names_skip_labels_strings_and_functions() {
 #[test]
 fn grafana_variables_become_promql() {
     assert_eq!(
-        substitute_grafana_variables(r#"rate(x{job=~"$job",instance=~"${instance}"}[$__rate_interval])"#),
+        substitute_grafana_variables(
+            r#"rate(x{job=~"$job",instance=~"${instance}"}[$__rate_interval])"#
+        ),
         r#"rate(x{job=~".*",instance=~".*"}[1m])"#
     );
     assert_eq!(
