@@ -8,7 +8,7 @@ lists below, so that ids, grid positions and data sources stay consistent.
 Edit the lists here, not the JSON. Queries lean on the recording rules of
 deploy/prometheus/recording.yml; `job` is the component (lb, gateway, calc,
 stats, static). The upstream metrics' own `instance` label (the endpoint)
-arrives as `exported_instance`, since Prometheus keeps `instance` for the
+arrives as `endpoint`, since Prometheus keeps `instance` for the
 scraped process.
 """
 
@@ -214,14 +214,14 @@ POOLS = dashboard(
               "Endpoints taking new requests, as the worst-off gateway or LB sees them.",
               width=8),
         panel("Endpoint health", "short",
-              [q("min by (pool, exported_instance) (switchboard_upstream_endpoint_healthy)",
-                 "{{pool}} {{exported_instance}}")],
+              [q("min by (pool, endpoint) (switchboard_upstream_endpoint_healthy)",
+                 "{{pool}} {{endpoint}}")],
               "1 when every caller sends to the endpoint, 0 when one has stopped.", width=8),
         row("Ejections and retries"),
         panel("Ejections by endpoint", "short",
-              [q("sum by (job, pool, exported_instance) "
+              [q("sum by (job, pool, endpoint) "
                  "(increase(switchboard_upstream_ejections_total[$__rate_interval]))",
-                 "{{job}} {{pool}} {{exported_instance}}")],
+                 "{{job}} {{pool}} {{endpoint}}")],
               "Endpoints ejected by passive health checks.", width=8),
         panel("Retries per second by reason", "reqps",
               [q("job_pool_reason:switchboard_upstream_retries:rate1m",
@@ -242,8 +242,8 @@ POOLS = dashboard(
                  "{{job}} {{pool}}")],
               "From sending a try to its response headers.", width=8),
         panel("In-flight tries by endpoint", "short",
-              [q("sum by (pool, exported_instance) (switchboard_upstream_in_flight)",
-                 "{{pool}} {{exported_instance}}")],
+              [q("sum by (pool, endpoint) (switchboard_upstream_in_flight)",
+                 "{{pool}} {{endpoint}}")],
               "Tries waiting for response headers.", width=8),
     ],
 )

@@ -23,14 +23,14 @@ struct PoolLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InstanceLabels {
     pool: String,
-    instance: String,
+    endpoint: String,
 }
 
 /// Labels of one finished try.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     pool: String,
-    instance: String,
+    endpoint: String,
     outcome: Outcome,
 }
 
@@ -228,12 +228,12 @@ impl PoolMetrics {
     pub(crate) fn endpoint(&self, pool: &str, instance: &str) -> EndpointMetrics {
         let labels = InstanceLabels {
             pool: pool.to_owned(),
-            instance: instance.to_owned(),
+            endpoint: instance.to_owned(),
         };
         let outcomes = Outcome::ALL.map(|outcome| {
             let labels = OutcomeLabels {
                 pool: pool.to_owned(),
-                instance: instance.to_owned(),
+                endpoint: instance.to_owned(),
                 outcome,
             };
             self.requests.get_or_create_owned(&labels)
@@ -310,7 +310,7 @@ mod tests {
         let mut text = String::new();
         encode(&mut text, &registry).expect("encodes");
         assert!(text.contains(
-            "switchboard_upstream_requests_total{pool=\"calc\",instance=\"127.0.0.1:1\",\
+            "switchboard_upstream_requests_total{pool=\"calc\",endpoint=\"127.0.0.1:1\",\
              outcome=\"server_error\"} 1"
         ));
         assert!(

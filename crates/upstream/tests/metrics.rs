@@ -45,28 +45,28 @@ async fn requests_ejections_and_health_are_counted() {
     let text = exposition(&registry);
     let (g, d) = (good.addr, dead.addr);
     let ok = format!(
-        "switchboard_upstream_requests_total{{pool=\"m\",instance=\"{g}\",outcome=\"success\"}}"
+        "switchboard_upstream_requests_total{{pool=\"m\",endpoint=\"{g}\",outcome=\"success\"}}"
     );
     assert_eq!(value(&text, &ok), 20.0);
     let refused = format!(
-        "switchboard_upstream_requests_total{{pool=\"m\",instance=\"{d}\",\
+        "switchboard_upstream_requests_total{{pool=\"m\",endpoint=\"{d}\",\
          outcome=\"connect_error\"}}"
     );
     assert_eq!(value(&text, &refused), 1.0);
-    let ejections = format!("switchboard_upstream_ejections_total{{pool=\"m\",instance=\"{d}\"}}");
+    let ejections = format!("switchboard_upstream_ejections_total{{pool=\"m\",endpoint=\"{d}\"}}");
     assert_eq!(value(&text, &ejections), 1.0);
     let retries = "switchboard_upstream_retries_total{pool=\"m\",reason=\"connect\"}";
     assert_eq!(value(&text, retries), 1.0);
-    let healthy = format!("switchboard_upstream_endpoint_healthy{{pool=\"m\",instance=\"{d}\"}}");
+    let healthy = format!("switchboard_upstream_endpoint_healthy{{pool=\"m\",endpoint=\"{d}\"}}");
     assert_eq!(value(&text, &healthy), 0.0);
     assert_eq!(
         value(&text, "switchboard_upstream_healthy_endpoints{pool=\"m\"}"),
         1.0
     );
-    let in_flight = format!("switchboard_upstream_in_flight{{pool=\"m\",instance=\"{g}\"}}");
+    let in_flight = format!("switchboard_upstream_in_flight{{pool=\"m\",endpoint=\"{g}\"}}");
     assert_eq!(value(&text, &in_flight), 0.0);
     let count = format!(
-        "switchboard_upstream_request_duration_seconds_count{{pool=\"m\",instance=\"{g}\"}}"
+        "switchboard_upstream_request_duration_seconds_count{{pool=\"m\",endpoint=\"{g}\"}}"
     );
     assert_eq!(value(&text, &count), 20.0);
 }

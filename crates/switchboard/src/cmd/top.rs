@@ -380,7 +380,7 @@ fn quantile(buckets: &[(u64, f64)], q: f64) -> Option<f64> {
 fn pool_rows(cur: &Scrape) -> Vec<PoolRow> {
     let mut rows: BTreeMap<(String, String), PoolRow> = BTreeMap::new();
     for (_, s) in samples(cur, "switchboard_upstream_endpoint_healthy") {
-        let key = (label(s, "pool"), label(s, "instance"));
+        let key = (label(s, "pool"), label(s, "endpoint"));
         let row = rows.entry(key.clone()).or_insert_with(|| PoolRow {
             pool: key.0,
             instance: key.1,
@@ -392,7 +392,7 @@ fn pool_rows(cur: &Scrape) -> Vec<PoolRow> {
         row.healthy += usize::from(s.value > 0.5);
     }
     for (_, s) in samples(cur, "switchboard_upstream_in_flight") {
-        if let Some(row) = rows.get_mut(&(label(s, "pool"), label(s, "instance"))) {
+        if let Some(row) = rows.get_mut(&(label(s, "pool"), label(s, "endpoint"))) {
             row.in_flight += s.value;
         }
     }

@@ -332,7 +332,7 @@ fn prometheus_tier(
     let dir = log_dir.join("prometheus");
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("prometheus.yml");
-    std::fs::write(&config, scrape_config(tiers.iter().flatten()))?;
+    std::fs::write(&config, scrape_config(tiers.iter().flatten(), &rule_files()))?;
     let addr = SocketAddr::from(([127, 0, 0, 1], args.prometheus_port));
     let prometheus_args = vec![
         format!("--config.file={}", config.display()),
@@ -350,10 +350,25 @@ fn prometheus_tier(
     }])
 }
 
-fn scrape_config<'a>(specs: impl Iterator<Item = &'a Spec>) -> String {
-    let mut out = String::from(
-        "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\nscrape_configs:\n",
-    );
+/// The shipped recording and alert rules, when run from the repository.
+fn rule_files() -> Vec<PathBuf> {
+    let dir = std::env::current_dir().unwrap_or_default().join("deploy/prometheus");
+    ["recording.yml", "alerts.yml"]
+        .into_iter()
+        .map(|f| dir.join(f))
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+fn scrape_config<'a>(specs: impl Iterator<Item = &'a Spec>, rules: &[PathBuf]) -> String {
+    let mut out = String::from("global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n");
+    if !rules.is_empty() {
+        out.push_str("rule_files:\n");
+        for rule in rules {
+            out.push_str(&format!("  - '{}'\n", rule.display()));
+        }
+    }
+    out.push_str("scrape_configs:\n");
     let mut specs: Vec<&Spec> = specs.collect();
     specs.sort_by_key(|s| kind_command(s.kind));
     for kind in [
