@@ -332,7 +332,10 @@ fn prometheus_tier(
     let dir = log_dir.join("prometheus");
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("prometheus.yml");
-    std::fs::write(&config, scrape_config(tiers.iter().flatten(), &rule_files()))?;
+    std::fs::write(
+        &config,
+        scrape_config(tiers.iter().flatten(), &rule_files()),
+    )?;
     let addr = SocketAddr::from(([127, 0, 0, 1], args.prometheus_port));
     let prometheus_args = vec![
         format!("--config.file={}", config.display()),
@@ -352,7 +355,9 @@ fn prometheus_tier(
 
 /// The shipped recording and alert rules, when run from the repository.
 fn rule_files() -> Vec<PathBuf> {
-    let dir = std::env::current_dir().unwrap_or_default().join("deploy/prometheus");
+    let dir = std::env::current_dir()
+        .unwrap_or_default()
+        .join("deploy/prometheus");
     ["recording.yml", "alerts.yml"]
         .into_iter()
         .map(|f| dir.join(f))
