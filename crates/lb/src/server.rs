@@ -142,7 +142,7 @@ async fn serve_public(
         let Ok(permit) = permit else { break };
         let (stream, peer) = tokio::select! {
             _ = shutdown.wait() => break,
-            accepted = accept(&listener) => accepted,
+            accepted = service::http::accept(&listener) => accepted,
         };
         let conn = connection(stream, peer, settings.clone(), lb.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -168,23 +168,6 @@ fn builder(cfg: &LbConfig) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(20));
     builder
-}
-
-/// Accepts one connection, riding out transient errors (such as running out
-/// of file descriptors) instead of spinning or giving up.
-async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                return (stream, peer);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
 }
 
 /// Waits until every connection task has given back its permit.

@@ -92,9 +92,10 @@ fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Accepts one connection, riding out transient errors such as running out of
-/// file descriptors instead of spinning or giving up.
-async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+/// Accepts one connection with `TCP_NODELAY` set, riding out transient errors
+/// such as running out of file descriptors instead of spinning or giving up.
+/// Shared with the load balancer's own accept loop.
+pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {

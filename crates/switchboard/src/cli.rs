@@ -135,7 +135,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Calc(args) => {
             let mut config = load(&args.common)?;
             apply_serve_flags(&mut config.calc, &args);
-            crate::cmd::calc::run(config)
+            let server = config.calc.clone();
+            crate::cmd::service::run(&config, "calc", server, calc::service())
         }
         Command::Call(args) => crate::cmd::call::run(args),
         Command::Up(args) => crate::cmd::up::run(args),
@@ -143,7 +144,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(args) => {
             let mut config = load(&args.common)?;
             apply_serve_flags(&mut config.stats, &args);
-            crate::cmd::stats::run(config)
+            let server = config.stats.clone();
+            crate::cmd::service::run(&config, "stats", server, stats::service())
         }
         Command::Gateway(args) => crate::cmd::gateway::run(args),
         Command::Lb(args) => crate::cmd::lb::run(args),
