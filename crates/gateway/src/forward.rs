@@ -156,6 +156,25 @@ pub(crate) fn error_answer(
     response.map(Either::Left)
 }
 
+/// The answer to a single call the pool could not deliver.
+///
+/// A failed exchange (the instance closed the connection or answered something
+/// that is not HTTP) is the instance's fault, so it gets 502, as the load
+/// balancer answers the same failure; the code alone would say 503, which
+/// means no capacity. JSON-RPC answers stay 200 whatever they carry.
+pub(crate) fn failure_answer(
+    flavor: Flavor<'_>,
+    request_id: &RequestId,
+    error: &RpcError,
+    outcome: Outcome,
+) -> Response<GwBody> {
+    let mut answer = error_answer(flavor, request_id, error);
+    if outcome == Outcome::failed && answer.status() == StatusCode::SERVICE_UNAVAILABLE {
+        *answer.status_mut() = StatusCode::BAD_GATEWAY;
+    }
+    answer
+}
+
 /// A response the gateway wrote, with its body type widened.
 pub(crate) fn local(response: Response<Full<Bytes>>) -> Response<GwBody> {
     response.map(Either::Left)
@@ -193,6 +212,28 @@ mod tests {
         );
         let (err, outcome) = upstream_failure(&UpstreamError::Timeout, "calc");
         assert_eq!((err.code, outcome), (ErrorCode::Timeout, Outcome::timeout));
+    }
+
+    #[test]
+    fn a_failed_exchange_is_a_bad_gateway_and_no_capacity_stays_503() {
+        let (failed, outcome) = upstream_failure(&UpstreamError::InvalidRequest("x".into()), "c");
+        assert_eq!(outcome, Outcome::invalid);
+        let native = failure_answer(Flavor::Native, &id(), &failed, outcome);
+        assert_eq!(native.status(), StatusCode::BAD_REQUEST);
+
+        let err = RpcError::new(ErrorCode::Unavailable, "calc failed the call");
+        let native = failure_answer(Flavor::Native, &id(), &err, Outcome::failed);
+        assert_eq!(native.status(), StatusCode::BAD_GATEWAY);
+        let rpc = Flavor::JsonRpc {
+            id: Some(serde_json::value::RawValue::NULL),
+        };
+        assert_eq!(
+            failure_answer(rpc, &id(), &err, Outcome::failed).status(),
+            StatusCode::OK
+        );
+        let (none, outcome) = upstream_failure(&UpstreamError::NoHealthyEndpoint, "calc");
+        let native = failure_answer(Flavor::Native, &id(), &none, outcome);
+        assert_eq!(native.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]

@@ -23,4 +23,4 @@ mod server;
 
 pub use config::{ConfigError, GatewayConfig};
 pub use reload::Reloader;
-pub use server::{Gateway, GatewayError};
+pub use server::{Gateway, GatewayError, Parsed, parse as parse_rpc_body};

@@ -27,7 +27,7 @@ use upstream::PoolMetrics;
 
 use crate::batch;
 use crate::config::{ConfigError, GatewayConfig};
-use crate::forward::{self, Forwarded, GwBody, error_answer, local};
+use crate::forward::{self, Forwarded, GwBody, error_answer, failure_answer, local};
 use crate::metrics::{GatewayMetrics, Outcome};
 use crate::reload::{self, Reloader};
 use crate::routes::{Route, Routes};
@@ -203,8 +203,12 @@ async fn rpc(state: &State, req: Request<Incoming>) -> Response<GwBody> {
 }
 
 /// A parsed `/rpc` body: one call, or the raw calls of a batch.
-enum Parsed<'a> {
+#[derive(Debug)]
+pub enum Parsed<'a> {
+    /// One call, read or refused.
     Single(Item<'a>),
+    /// The calls of a batch, each still raw: they are read one by one when
+    /// grouped by service.
     Batch(Vec<&'a RawValue>),
 }
 
@@ -230,7 +234,10 @@ async fn dispatch(
 }
 
 /// Parses a body; a batch is only split into its raw calls here.
-fn parse<'a>(body: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, RpcError> {
+///
+/// Public so that the fuzz targets and the corpus replay tests call the very
+/// function the request path calls.
+pub fn parse<'a>(body: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, RpcError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'[') {
         return match protocol::parse_body(body, limits)? {
@@ -326,7 +333,7 @@ impl Single<'_, '_> {
                 let (error, outcome) = forward::upstream_failure(&e, self.env.service());
                 metrics.record(outcome, seconds);
                 self.log_failure(&e, outcome);
-                let answer = error_answer(self.env.flavor, self.request_id, &error);
+                let answer = failure_answer(self.env.flavor, self.request_id, &error, outcome);
                 return traced(self.forwarded, answer);
             }
         };
