@@ -42,6 +42,9 @@ pub enum FramingError {
     TransferEncoding,
     /// Both `Content-Length` and `Transfer-Encoding`.
     Conflicting,
+    /// A `Transfer-Encoding` other than one `chunked`: a list of codings, or
+    /// several lines, that a server behind could decode otherwise.
+    UnsupportedCoding,
 }
 
 impl FramingError {
@@ -53,6 +56,7 @@ impl FramingError {
                 "Transfer-Encoding is not accepted; send Content-Length"
             }
             FramingError::Conflicting => "both Content-Length and Transfer-Encoding",
+            FramingError::UnsupportedCoding => "only Transfer-Encoding: chunked is accepted",
         }
     }
 }
@@ -71,7 +75,24 @@ pub fn check_framing<B>(req: &Request<B>, chunked_ok: bool) -> Result<(), Framin
     if has_te && !chunked_ok {
         return Err(FramingError::TransferEncoding);
     }
+    if has_te && !is_plain_chunked(headers) {
+        return Err(FramingError::UnsupportedCoding);
+    }
     Ok(())
+}
+
+/// Whether `Transfer-Encoding` is one line saying `chunked` and nothing else.
+/// hyper reads only the last coding of a list (`identity, chunked` and
+/// `chunked, chunked` both decode as one `chunked`), so anything more is
+/// refused rather than read one way here and maybe another way behind.
+fn is_plain_chunked(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::TRANSFER_ENCODING).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => value
+            .to_str()
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked")),
+        _ => false,
+    }
 }
 
 /// Removes hop-by-hop headers: the fixed list, every `Proxy-*` header, and
@@ -97,8 +118,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Other headers that claim to name the client's address. In `Replace` mode
+/// the client cannot be trusted, so a client's copy is dropped rather than
+/// passed on beside the address we set.
+const CLIENT_ADDRESS: [HeaderName; 2] = [header::FORWARDED, HeaderName::from_static("x-real-ip")];
+
 /// Sets `X-Forwarded-For` (replacing or appending to the client's) and
-/// `X-Forwarded-Proto` (always replaced).
+/// `X-Forwarded-Proto` (always replaced). Replacing also drops the client's
+/// `Forwarded` and `X-Real-IP`.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     peer: IpAddr,
@@ -107,7 +134,12 @@ pub fn set_forwarded(
 ) {
     let peer = peer.to_string();
     let value = match mode {
-        ForwardedFor::Replace => peer,
+        ForwardedFor::Replace => {
+            for name in &CLIENT_ADDRESS {
+                headers.remove(name);
+            }
+            peer
+        }
         ForwardedFor::Append => appended(headers, &peer),
     };
     headers.remove(X_FORWARDED_FOR);
@@ -190,6 +222,25 @@ mod tests {
     }
 
     #[test]
+    fn only_one_plain_chunked_coding_is_read() {
+        let ok = request(&[("transfer-encoding", " Chunked ")]);
+        assert_eq!(check_framing(&ok, true), Ok(()));
+        for value in ["identity, chunked", "chunked, chunked", "gzip, chunked"] {
+            let req = request(&[("transfer-encoding", value)]);
+            let refused = Err(FramingError::UnsupportedCoding);
+            assert_eq!(check_framing(&req, true), refused, "{value}");
+        }
+        let twice = request(&[
+            ("transfer-encoding", "chunked"),
+            ("transfer-encoding", "chunked"),
+        ]);
+        assert_eq!(
+            check_framing(&twice, true),
+            Err(FramingError::UnsupportedCoding)
+        );
+    }
+
+    #[test]
     fn hop_by_hop_headers_and_those_named_go() {
         let mut req = request(&[
             ("connection", "keep-alive, x-secret"),
@@ -228,6 +279,27 @@ mod tests {
         set_forwarded(req.headers_mut(), peer, ForwardedFor::Append, "https");
         assert_eq!(req.headers()[X_FORWARDED_FOR], "1.2.3.4, 5.6.7.8, 10.0.0.9");
         assert_eq!(req.headers().get_all(X_FORWARDED_FOR).iter().count(), 1);
+    }
+
+    #[test]
+    fn replacing_drops_every_client_claim_of_an_address() {
+        let peer: IpAddr = [10, 0, 0, 9].into();
+        let claims = [
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6;proto=https"),
+            ("x-real-ip", "6.6.6.6"),
+        ];
+        let mut req = request(&claims);
+        set_forwarded(req.headers_mut(), peer, ForwardedFor::Replace, "http");
+        assert_eq!(req.headers()[X_FORWARDED_FOR], "10.0.0.9");
+        assert!(!req.headers().contains_key(header::FORWARDED));
+        assert!(!req.headers().contains_key("x-real-ip"));
+
+        // Behind a trusted proxy, what it set is kept.
+        let mut req = request(&claims);
+        set_forwarded(req.headers_mut(), peer, ForwardedFor::Append, "http");
+        assert_eq!(req.headers()[header::FORWARDED], "for=6.6.6.6;proto=https");
+        assert_eq!(req.headers()["x-real-ip"], "6.6.6.6");
     }
 
     #[test]
