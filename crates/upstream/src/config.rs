@@ -84,7 +84,8 @@ pub struct HealthConfig {
     /// Time allowed to one probe.
     #[serde(rename = "timeout_ms", with = "millis")]
     pub timeout: Duration,
-    /// Timeouts or 5xx answers in a row that eject an endpoint.
+    /// Timeouts or 5xx answers in a row that eject an endpoint, and failed
+    /// probes in a row that mark it unhealthy.
     pub consecutive_failures: u32,
     /// First ejection length; doubles for each repeated ejection.
     #[serde(rename = "eject_base_ms", with = "millis")]

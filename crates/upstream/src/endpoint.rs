@@ -30,6 +30,7 @@ pub(crate) struct Endpoint {
     in_flight: AtomicU64,
     requests: AtomicU64,
     failures: AtomicU32,
+    probe_failures: AtomicU32,
     healthy: AtomicBool,
     ejected: AtomicBool,
     ejected_until_ms: AtomicU64,
@@ -65,6 +66,7 @@ impl Endpoint {
             in_flight: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             failures: AtomicU32::new(0),
+            probe_failures: AtomicU32::new(0),
             healthy: AtomicBool::new(true),
             ejected: AtomicBool::new(false),
             ejected_until_ms: AtomicU64::new(0),
@@ -137,6 +139,20 @@ impl Endpoint {
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1)
             >= threshold
+    }
+
+    /// Records a probe result; returns the health verdict it leads to.
+    ///
+    /// A passing probe makes the endpoint healthy at once; failing ones only
+    /// after `threshold` in a row, so that one slow probe (a busy instance, a
+    /// starved prober) cannot take every endpoint of a pool out together.
+    pub(crate) fn record_probe(&self, ok: bool, threshold: u32) -> bool {
+        if ok {
+            self.probe_failures.store(0, Ordering::Relaxed);
+            return true;
+        }
+        let failed = self.probe_failures.fetch_add(1, Ordering::Relaxed);
+        failed.saturating_add(1) < threshold
     }
 
     /// Ejects the endpoint; returns the ejection length if this call did it.
@@ -246,6 +262,21 @@ pub(crate) mod tests {
         ep.record_success();
         assert!(!ep.record_failure(2));
         assert!(ep.record_failure(2));
+    }
+
+    #[test]
+    fn one_failed_probe_is_not_a_verdict() {
+        let ep = endpoint(1, 1);
+        assert!(ep.record_probe(false, 3), "first failure");
+        assert!(ep.record_probe(false, 3), "second failure");
+        assert!(!ep.record_probe(false, 3), "third in a row");
+        assert!(!ep.record_probe(false, 3), "still failing");
+        assert!(ep.record_probe(true, 3), "one pass heals");
+        assert!(ep.record_probe(false, 3), "the count starts again");
+        assert!(
+            !ep.record_probe(false, 1),
+            "a threshold of one is immediate"
+        );
     }
 
     #[test]

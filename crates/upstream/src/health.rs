@@ -4,7 +4,8 @@
 //! after `consecutive_failures` in a row. An ejection lasts a backoff, after which
 //! the endpoint comes back once a probe answers 2xx (or, with probes turned off,
 //! as soon as the backoff ends). Probes also mark endpoints unhealthy while they
-//! fail. Each change is logged once at info.
+//! fail, after `consecutive_failures` of them in a row; one passing probe marks
+//! an endpoint healthy again. Each change is logged once at info.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -67,7 +68,7 @@ impl Inner {
         )
         .await;
         for (ep, ok) in results {
-            self.apply_probe(&ep, ok);
+            self.apply_probe(&ep, ok, health.consecutive_failures);
         }
         health.interval
     }
@@ -87,12 +88,14 @@ impl Inner {
         }
     }
 
-    fn apply_probe(&self, ep: &Endpoint, ok: bool) {
-        if ep.set_healthy(ok) {
-            let state = if ok { "healthy" } else { "unhealthy" };
+    fn apply_probe(&self, ep: &Endpoint, ok: bool, threshold: u32) {
+        let healthy = ep.record_probe(ok, threshold);
+        if ep.set_healthy(healthy) {
+            let state = if healthy { "healthy" } else { "unhealthy" };
             info!(pool = %self.name, endpoint = %ep.addr, state, "endpoint health changed");
             self.rebuild();
         }
+        // Only a probe that passed readmits; a tolerated failure does not.
         if ok && ep.is_ejected() && ep.backoff_over() {
             self.readmit(ep);
         }

@@ -226,3 +226,27 @@ async fn probes_stop_on_shutdown() {
 
     assert_eq!(server.probes(), probes);
 }
+
+#[tokio::test]
+async fn one_failed_probe_does_not_take_an_endpoint_out() {
+    // Probes time out every time; the verdict must wait for three in a row, so a
+    // single slow probe (a burst of load, a starved prober) takes nothing out.
+    let slow = TestServer::start("slow", Mode::Slow(Duration::from_millis(300))).await;
+    let mut cfg = config("one-probe", &[&slow]);
+    cfg.health.interval = Duration::from_millis(100);
+    cfg.health.timeout = Duration::from_millis(50);
+    cfg.health.consecutive_failures = 3;
+    let started = std::time::Instant::now();
+    let pool = pool(cfg);
+
+    wait_until(Duration::from_secs(3), "three failed probes", || {
+        pool.healthy_count() == 0
+    })
+    .await;
+    // Failures end near 50, 200 and 350 ms.
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300),
+        "unhealthy after {took:?}"
+    );
+}

@@ -134,7 +134,7 @@ fn a_calc_answering_500_is_ejected_and_no_call_fails() {
         let ejections = sum_over(
             &gws,
             "switchboard_upstream_ejections_total",
-            &[("instance", &bad.addr.to_string())],
+            &[("endpoint", &bad.addr.to_string())],
         )
         .await;
 

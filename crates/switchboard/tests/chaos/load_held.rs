@@ -253,7 +253,7 @@ async fn idle_connection(lb: SocketAddr, n: usize) -> std::io::Result<TcpStream>
     Ok(stream)
 }
 
-/// Reads one answer with a `Content-Length` body; returns its head.
+/// Reads one answer with a `Content-Length` body, as text.
 async fn read_answer(stream: &mut TcpStream) -> std::io::Result<String> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -277,7 +277,7 @@ async fn read_answer(stream: &mut TcpStream) -> std::io::Result<String> {
             .and_then(|v| v.trim().parse::<usize>().ok())
             .unwrap_or(0);
         if buf.len() >= end + 4 + length {
-            return Ok(text[..end].to_owned());
+            return Ok(text);
         }
     }
 }

@@ -16,6 +16,8 @@
 //! - `SWITCHBOARD_CHAOS_RATE`: requests per second of the steady scenarios.
 //! - `SWITCHBOARD_SOAK_SECS`: length of the `load_held_soak` run (ignored test).
 //! - `SWITCHBOARD_CHAOS_REPORT`: a file to which each summary row is appended.
+//! - `SWITCHBOARD_CHAOS_KEEP_LOGS`, `SWITCHBOARD_CHAOS_LOG_LEVEL`: keep each
+//!   process's JSON logs (filter `warn` unless set) and print where they are.
 //! - `SWITCHBOARD_REQUIRE_NETNS=1`: the partition scenario fails instead of
 //!   skipping when nftables or root is missing (set in CI).
 

@@ -21,6 +21,11 @@ fn binary() -> PathBuf {
     }
 }
 
+/// The processes' log filter: `SWITCHBOARD_CHAOS_LOG_LEVEL`, or `warn`.
+fn log_level() -> String {
+    std::env::var("SWITCHBOARD_CHAOS_LOG_LEVEL").unwrap_or_else(|_| "warn".to_owned())
+}
+
 /// One component process; killed when dropped.
 pub(crate) struct Node {
     pub(crate) name: String,
@@ -31,7 +36,7 @@ pub(crate) struct Node {
     pub(crate) admin: SocketAddr,
     args: Vec<String>,
     child: Child,
-    _logs: tempdir::Dir,
+    logs: Option<tempdir::Dir>,
 }
 
 impl Node {
@@ -42,7 +47,7 @@ impl Node {
             .args(&args)
             .arg("--log-dir")
             .arg(logs.path())
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log_level())
             .env_remove("SWITCHBOARD_CONFIG")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -54,7 +59,7 @@ impl Node {
             admin,
             args,
             child,
-            _logs: logs,
+            logs: Some(logs),
         }
     }
 
@@ -117,14 +122,19 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        // A stopped process ignores KILL until continued on some kernels' views
-        // of the test; CONT first costs nothing.
+        // A scenario may end with the process stopped; continue it first.
         let _ = Command::new("kill")
             .args(["-CONT", &self.pid().to_string()])
             .stderr(Stdio::null())
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::env::var_os("SWITCHBOARD_CHAOS_KEEP_LOGS").is_some()
+            && let Some(logs) = self.logs.take()
+        {
+            eprintln!("{} logs kept in {}", self.name, logs.path().display());
+            std::mem::forget(logs);
+        }
     }
 }
 
