@@ -1,11 +1,12 @@
 //! Health: passive ejection from request outcomes, active probes, readmission.
 //!
 //! A connect failure ejects an endpoint at once; timeouts and 5xx answers eject it
-//! after `consecutive_failures` in a row. An ejection lasts a backoff, after which
-//! the endpoint comes back once a probe answers 2xx (or, with probes turned off,
-//! as soon as the backoff ends). Probes also mark endpoints unhealthy while they
-//! fail, after `consecutive_failures` of them in a row; one passing probe marks
-//! an endpoint healthy again. Each change is logged once at info.
+//! after `consecutive_failures` in a row, unless it is the last one available. An
+//! ejection lasts a backoff, after which the endpoint comes back once a probe
+//! answers 2xx (or, with probes turned off, as soon as the backoff ends). Probes
+//! also mark endpoints unhealthy while they fail, after `consecutive_failures` of
+//! them in a row; one passing probe marks an endpoint healthy again. Each change
+//! is logged once at info.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -33,12 +34,26 @@ impl Inner {
             Outcome::Success => ep.record_success(),
             Outcome::ConnectError => self.eject(ep, "connect error"),
             Outcome::Timeout | Outcome::ServerError => {
-                if ep.record_failure(threshold) {
+                if ep.record_failure(threshold) && self.others_available(ep) {
                     self.eject(ep, "consecutive failures");
                 }
             }
             Outcome::Closed | Outcome::Error => {}
         }
+    }
+
+    /// Whether some endpoint besides `ep` takes requests.
+    ///
+    /// Timeouts and 5xx answers never eject the last one: when every endpoint
+    /// fails alike, the fault most likely lies behind them (a gateway whose
+    /// services are all down answers 503), and ejecting it would only add the
+    /// backoff to the recovery once that fault is gone.
+    fn others_available(&self, ep: &Endpoint) -> bool {
+        let candidates = self.candidates.load();
+        candidates
+            .list
+            .iter()
+            .any(|other| other.id != ep.id && other.is_available())
     }
 
     fn eject(&self, ep: &Endpoint, reason: &'static str) {

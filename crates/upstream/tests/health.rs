@@ -250,3 +250,19 @@ async fn one_failed_probe_does_not_take_an_endpoint_out() {
         "unhealthy after {took:?}"
     );
 }
+
+#[tokio::test]
+async fn server_errors_never_eject_the_last_endpoint() {
+    // Both answer 500, as gateways do when every instance behind them is down:
+    // one is ejected, the other stays, so the pool recovers as soon as the
+    // fault behind them is gone instead of after an ejection backoff.
+    let a = TestServer::start("a", Mode::Fail).await;
+    let b = TestServer::start("b", Mode::Fail).await;
+    let pool = pool(passive_config("last-one", &[&a, &b]));
+
+    for _ in 0..20 {
+        let answer = send(&pool).await.expect("a 500 is an answer");
+        assert_eq!(answer.status, 500);
+    }
+    assert!(pool.healthy_count() >= 1, "one of two ejected, never both");
+}
