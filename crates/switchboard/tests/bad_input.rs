@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use common::{Proc, free_addr, tempdir};
 use hostile::{
-    LB_BODY_LIMIT, READ_TIMEOUT_MS, SERVICE_BODY_LIMIT, Stack, Upstream, exchange, exchange_within,
-    lb_config, post, trickle, write_config,
+    Answer, LB_BODY_LIMIT, READ_TIMEOUT_MS, SERVICE_BODY_LIMIT, Stack, Upstream, exchange,
+    exchange_within, lb_config, post, trickle, write_config,
 };
 
 /// One malformed body and the answer every tier gives it.
@@ -407,6 +407,7 @@ fn slow_headers_and_slow_bodies_are_cut_off_at_each_tier() {
         // Headers trickling in one short line at a time never end.
         let first = b"POST /rpc HTTP/1.1\r\nHost: x\r\n";
         let (held, _) = trickle(proc.addr, first, b"X-Slow: a\r\n", every, limit);
+        eprintln!("slow headers at {tier}: closed after {held:?}");
         assert!(
             held < timeout + SLACK,
             "{tier}: slow headers held for {held:?}"
@@ -416,6 +417,7 @@ fn slow_headers_and_slow_bodies_are_cut_off_at_each_tier() {
         let head = b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
                      Content-Length: 100000\r\n\r\n";
         let (held, reply) = trickle(proc.addr, head, b" ", every, limit);
+        eprintln!("slow body at {tier}: {} after {held:?}", reply.status);
         assert!(
             held < timeout + SLACK,
             "{tier}: slow body held for {held:?}"
@@ -502,7 +504,7 @@ fn short(text: &str) -> &str {
 }
 
 /// Answers that are not HTTP, or HTTP that cannot be read one way only.
-fn garbage_answers() -> [(&'static str, fn(&str) -> Vec<u8>); 5] {
+fn garbage_answers() -> [(&'static str, Answer); 5] {
     [
         ("random bytes", |_| b"\x00\xff\x13garbage\r\n\r\n".to_vec()),
         ("not HTTP", |_| b"SSH-2.0-OpenSSH_9.6\r\n\r\n".to_vec()),

@@ -104,9 +104,8 @@ fn smuggling() -> Vec<(&'static str, String)> {
         ),
         (
             "bare LF line ends",
-            format!(
-                "POST /rpc HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\nContent-Length: 2\n\n{{}}"
-            ),
+            "POST /rpc HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\nContent-Length: 2\n\n{}"
+                .to_owned(),
         ),
         (
             "HTTP/1.0 chunked",

@@ -26,7 +26,7 @@ pub const LB_BODY_LIMIT: usize = 512 * 1024;
 pub const READ_TIMEOUT_MS: u64 = 1000;
 
 /// Growth of resident memory allowed over a whole test, in KiB.
-pub const RSS_BOUND_KIB: u64 = 48 * 1024;
+pub const RSS_BOUND_KIB: u64 = 16 * 1024;
 
 /// LB -> gateway -> calc, each a real process.
 pub struct Stack {
@@ -112,6 +112,7 @@ impl Stack {
         let after = self.rss();
         for (i, (name, _)) in self.tiers().iter().enumerate() {
             let grown = after[i].saturating_sub(before[i]);
+            eprintln!("rss {what}: {name} {} -> {} KiB", before[i], after[i]);
             assert!(
                 grown <= RSS_BOUND_KIB,
                 "{what}: {name} grew from {} KiB to {} KiB",
@@ -197,11 +198,10 @@ impl Reply {
     /// The stable error code of a native or JSON-RPC error answer.
     pub fn code(&self) -> String {
         let v = self.json();
-        let code = match v["error"]["code"].as_str() {
+        match v["error"]["code"].as_str() {
             Some(code) => code.to_owned(),
             None => v["error"]["data"]["code"].as_str().unwrap_or("").to_owned(),
-        };
-        code
+        }
     }
 }
 
@@ -285,6 +285,9 @@ pub struct Seen {
     pub head: String,
 }
 
+/// What an in-test upstream answers to a request head.
+pub type Answer = fn(&str) -> Vec<u8>;
+
 /// A TCP server standing in for a gateway or calc: it records every request
 /// head it reads and answers with what `answer` makes of it, keeping the
 /// connection open afterwards so that any reuse shows.
@@ -296,7 +299,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn start(answer: fn(&str) -> Vec<u8>) -> Upstream {
+    pub fn start(answer: Answer) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let upstream = Upstream {
@@ -332,7 +335,7 @@ impl Upstream {
         })
     }
 
-    fn serve(&self, stream: TcpStream, connection: usize, answer: fn(&str) -> Vec<u8>) {
+    fn serve(&self, stream: TcpStream, connection: usize, answer: Answer) {
         let mut reader = BufReader::new(stream.try_clone().expect("clone"));
         let mut writer = stream;
         while let Some(head) = read_head(&mut reader) {
