@@ -24,7 +24,9 @@ pub(crate) enum Mode {
     Flaky { share: f64, backend: SocketAddr },
     /// Every call forwarded to `backend`, and each connection closed once it
     /// has been idle for a random time below `max_idle`, as servers with an
-    /// idle timeout do, racing the client's next request.
+    /// idle timeout do. One answer in 64 is followed by a lost race: it is
+    /// closed just as the next request reaches it, unread (the client sees a
+    /// reset, and the instance never saw the call).
     IdleClose {
         backend: SocketAddr,
         max_idle: Duration,
@@ -42,6 +44,8 @@ pub(crate) struct Counts {
     pub(crate) connections: AtomicU64,
     /// Idle connections closed by the instance.
     pub(crate) idle_closes: AtomicU64,
+    /// Connections closed as a request arrived on them, unread.
+    pub(crate) raced: AtomicU64,
 }
 
 /// An in-test instance; stops when dropped.
@@ -123,6 +127,13 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>, mut seed: u64) {
         let mut out = head.into_bytes();
         out.extend_from_slice(&body);
         if stream.write_all(&out).await.is_err() {
+            return;
+        }
+        if matches!(shared.mode, Mode::IdleClose { .. }) && seed >> 58 == 0 {
+            // Close as the next request arrives, without reading it.
+            if stream.readable().await.is_ok() {
+                shared.counts.raced.fetch_add(1, Ordering::Relaxed);
+            }
             return;
         }
     }

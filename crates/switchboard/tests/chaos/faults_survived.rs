@@ -7,7 +7,10 @@ use std::time::Duration;
 use tokio::task::block_in_place;
 use tokio::time::sleep;
 
-use crate::fault::{BadInstance, Mode, Partition, nft_unavailable};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::fault::{BadInstance, Counts, Mode, Partition, nft_unavailable};
 use crate::load::{Client, Ledger, Load, Outcome, report, steady};
 use crate::observe::{self, in_everywhere, ms, out_everywhere, sum_over, within};
 use crate::stack::{Node, Settings, Stack, standalone_calc};
@@ -494,19 +497,20 @@ fn pooled_connections_closed_while_idle_are_retried_without_failures() {
         let gws = gateways(&stack);
         let ledger = load(&stack, "idle-close", 8.0).finish().await;
         let retried = sum_over(&gws, RETRIES, &[("pool", "calc")]).await;
-        let closes: u64 = closers
-            .iter()
-            .map(|c| {
-                c.counts
-                    .idle_closes
-                    .load(std::sync::atomic::Ordering::Relaxed)
-            })
-            .sum();
+        let count = |f: fn(&Counts) -> &AtomicU64| -> u64 {
+            closers.iter().map(|c| f(&c.counts).load(Relaxed)).sum()
+        };
+        let (closes, raced) = (count(|c| &c.idle_closes), count(|c| &c.raced));
 
-        let figures = format!("{closes} idle connections closed by calc, {retried} retries");
+        let figures = format!(
+            "{closes} idle connections closed, {raced} closed under an arriving request; \
+             {retried} retries"
+        );
         report("pooled connections closed while idle", &ledger, &figures);
         ledger.assert_all_ok("idle close");
-        assert!(closes > 50, "the fault happened: {figures}");
+        // Probes meet raced connections too, and are not retried.
+        assert!(closes > 50 && raced > 5, "the fault happened: {figures}");
+        assert!(retried > 0.0, "{figures}");
     });
 }
 

@@ -142,13 +142,20 @@ fn a_ramp_past_saturation_sheds_with_retry_after_and_recovers_at_once() {
         let lb_pid = stack.lb.pid();
         let client = Client::new(stack.lb.addr, "ramp", CLIENT_TIMEOUT);
         let peak = rate() * 15.0;
-        let mut stages: Vec<Stage> = [1.0, 3.0, 6.0, 10.0, 15.0]
+        // Up in steps, then a saturated plateau held long enough to see
+        // whether memory keeps growing under it.
+        let mut stages: Vec<Stage> = [1.0, 3.0, 6.0, 10.0]
             .iter()
             .map(|k| Stage {
                 rate: rate() * k,
-                length: secs(2.0),
+                length: secs(1.5),
             })
             .collect();
+        let peak_from = secs(6.0);
+        stages.push(Stage {
+            rate: peak,
+            length: secs(4.0),
+        });
         let ramp_len = secs(10.0);
         stages.push(Stage {
             rate: rate() / 2.0,
@@ -157,13 +164,13 @@ fn a_ramp_past_saturation_sheds_with_retry_after_and_recovers_at_once() {
         let load = Load::start(client, stages);
         let mut rss = Vec::new();
         while load.elapsed() < ramp_len {
-            rss.push(rss_kib(lb_pid));
+            rss.push((load.elapsed(), rss_kib(lb_pid)));
             sleep(secs(0.25)).await;
         }
         let ledger = load.finish().await;
         let shed = sum_over(&[stack.lb.admin], "switchboard_lb_shed_total", &[]).await;
 
-        let calm_from = ramp_len + secs(0.5);
+        let calm_from = ramp_len + secs(1.0);
         let calm = Ledger {
             entries: ledger
                 .entries
@@ -172,10 +179,19 @@ fn a_ramp_past_saturation_sheds_with_retry_after_and_recovers_at_once() {
                 .cloned()
                 .collect(),
         };
-        let third = rss.len() / 3;
-        let early = rss[..third].iter().max().copied().unwrap_or(0);
-        let middle = rss[third..2 * third].iter().max().copied().unwrap_or(0);
-        let late = rss[2 * third..].iter().max().copied().unwrap_or(0);
+        let dropped = ledger.entries.iter().filter(|e| e.due >= ramp_len);
+        let last_failure = dropped.filter(|e| !e.ok()).map(|e| e.due).max();
+        let recovery = last_failure.map_or(Duration::ZERO, |d| d.saturating_sub(ramp_len));
+        let half = peak_from + (ramp_len - peak_from) / 2;
+        let max_in = |from: Duration, to: Duration| {
+            let within = rss.iter().filter(|(t, _)| *t >= from && *t < to);
+            within.map(|(_, kib)| *kib).max().unwrap_or(0)
+        };
+        let (early, middle, late) = (
+            max_in(Duration::ZERO, peak_from),
+            max_in(peak_from, half),
+            max_in(half, ramp_len),
+        );
         let status = |s: u16| {
             ledger
                 .entries
@@ -184,13 +200,14 @@ fn a_ramp_past_saturation_sheds_with_retry_after_and_recovers_at_once() {
                 .count()
         };
         let figures = format!(
-            "ramp to {peak:.0}/s: {} ok, {} shed 503 (lb counted {shed}); lb rss max by third \
-             {} / {} / {} MiB; after the drop {} of {} ok, p99 {} ms",
+            "ramp to {peak:.0}/s: {} ok, {} shed 503 (lb counted {shed}); lb rss max before, early and late in the peak \
+             {} / {} / {} MiB; last failure {} ms after the drop, then {} of {} ok, p99 {} ms",
             status(200),
             status(503),
             early / 1024,
             middle / 1024,
             late / 1024,
+            ms(recovery),
             calm.ok(),
             calm.sent(),
             ms(calm.percentile(99.0)),
@@ -325,7 +342,9 @@ fn thousands_of_idle_connections_and_churn_keep_fds_and_memory_bounded() {
             .finish()
             .await;
         drop(held);
-        let released = within(secs(5.0), || async { fds(pid) <= fds_start + 16 }).await;
+        // The lb may keep up to 64 idle connections to each gateway.
+        let bound = fds_start + 2 * 64 + 16;
+        let released = within(secs(5.0), || async { fds(pid) <= bound }).await;
         let fds_released = fds(pid);
 
         let mut churn = JoinSet::new();
@@ -344,7 +363,7 @@ fn thousands_of_idle_connections_and_churn_keep_fds_and_memory_bounded() {
         while let Some(r) = churn.join_next().await {
             churn_ok += usize::from(matches!(r, Ok(Ok(()))));
         }
-        let settled = within(secs(5.0), || async { fds(pid) <= fds_start + 16 }).await;
+        let settled = within(secs(5.0), || async { fds(pid) <= bound }).await;
         let (fds_end, rss_end) = (fds(pid), rss_kib(pid));
 
         let figures = format!(
@@ -357,7 +376,7 @@ fn thousands_of_idle_connections_and_churn_keep_fds_and_memory_bounded() {
         report("idle keep-alive connections and churn", &beside, &figures);
         beside.assert_all_ok("load beside idle connections");
         assert_eq!(churn_ok, idle, "{figures}");
-        assert!(fds_idle <= fds_start + idle + 64, "{figures}");
+        assert!(fds_idle <= bound + idle, "{figures}");
         assert!(
             released.is_some() && settled.is_some(),
             "fds return: {figures}"
