@@ -561,3 +561,22 @@ fn garbage_from_an_upstream_gets_502_and_its_connection_is_not_reused() {
         );
     }
 }
+
+#[test]
+fn unreadable_deadline_headers_get_400_at_each_proxy_tier() {
+    let mut stack = Stack::start("warn");
+    let bad = ["abc", "-1", "1.5", "18446744073709551616", "", "1 2"];
+    for (tier, addr) in [("lb", stack.lb.addr), ("gateway", stack.gateway.addr)] {
+        for value in bad {
+            let header = format!("X-Request-Timeout-Ms: {value}\r\n");
+            let reply = post(addr, SUMM_1.as_bytes(), &header);
+            assert_eq!(reply.status, 400, "{tier}, {value:?}: {}", reply.raw);
+            assert_eq!(reply.code(), "invalid_request", "{tier}, {value:?}");
+        }
+        // A deadline already gone is a timeout, not a hang.
+        let reply = post(addr, SUMM_1.as_bytes(), "X-Request-Timeout-Ms: 0\r\n");
+        assert_eq!(reply.status, 504, "{tier}: {}", reply.raw);
+        assert_eq!(reply.code(), "timeout", "{tier}");
+    }
+    stack.assert_serving("bad deadlines");
+}
