@@ -118,25 +118,33 @@ impl Body for Logged {
 
 impl Drop for Logged {
     fn drop(&mut self) {
+        let elapsed = self.exchange.started.elapsed();
         let e = &self.exchange;
-        let elapsed = e.started.elapsed();
         self.metrics.observe(e.route, e.status, elapsed);
-        let upstream = e.upstream.map(|a| a.to_string());
-        tracing::info!(
-            target: "switchboard::access",
-            time = %unix_time(),
-            client = %e.client.ip(),
-            method = %e.method,
-            path = %e.path,
-            status = e.status.as_u16(),
-            bytes = self.bytes,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            route = e.route.as_str(),
-            upstream = upstream.as_deref().unwrap_or("-"),
-            requestId = %e.request_id,
-            "access"
-        );
+        if tracing::enabled!(target: "switchboard::access", tracing::Level::INFO) {
+            log_line(e, self.bytes, elapsed);
+        }
     }
+}
+
+/// Writes the access line; the caller checked that the target is enabled, so
+/// that nothing here is formatted when access lines are off.
+fn log_line(e: &Exchange, bytes: u64, elapsed: std::time::Duration) {
+    let upstream = e.upstream.map(|a| a.to_string());
+    tracing::info!(
+        target: "switchboard::access",
+        time = %unix_time(),
+        client = %e.client.ip(),
+        method = %e.method,
+        path = %e.path,
+        status = e.status.as_u16(),
+        bytes,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        route = e.route.as_str(),
+        upstream = upstream.as_deref().unwrap_or("-"),
+        requestId = %e.request_id,
+        "access"
+    );
 }
 
 /// Seconds since the Unix epoch with milliseconds, for the `time` field.

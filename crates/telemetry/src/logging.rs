@@ -3,6 +3,10 @@
 //! The file is written by a background thread so a slow disk never stalls a
 //! request; when its buffer fills, lines are dropped rather than blocking, and
 //! the drops are counted in `switchboard_log_dropped_lines_total`.
+//!
+//! Per-request lines (the target [`ACCESS_TARGET`]) go to the file only, never
+//! to stderr, and only while `access` is on: formatting and writing a line is
+//! a large share of a proxy's CPU per request (see BENCHMARKS.md).
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -12,9 +16,13 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use tracing_appender::non_blocking::{ErrorCounter, WorkerGuard};
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
+use tracing_subscriber::filter::{Directive, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+/// The target of the one-line-per-request access logs of every component.
+pub const ACCESS_TARGET: &str = "switchboard::access";
 
 /// Where and how much to log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +39,11 @@ pub struct LogConfig {
     pub max_files: usize,
     /// Whether to write the JSON file at all.
     pub to_file: bool,
+    /// Whether to write one JSON line per request (target
+    /// `switchboard::access`) to the file. The line costs about a third of
+    /// the balancer's CPU per request (BENCHMARKS.md); `false` for throughput.
+    /// A level filter that names the target itself wins over this switch.
+    pub access: bool,
 }
 
 impl Default for LogConfig {
@@ -41,6 +54,7 @@ impl Default for LogConfig {
             file: "app".into(),
             max_files: 7,
             to_file: true,
+            access: true,
         }
     }
 }
@@ -78,11 +92,16 @@ pub fn init(cfg: &LogConfig) -> Result<LogGuard, LogError> {
         Ok(env) if !env.is_empty() => env,
         _ => cfg.level.clone(),
     };
-    let filter =
+    let mut env_filter =
         EnvFilter::try_new(&filter).map_err(|e| LogError::Filter(filter.clone(), e.to_string()))?;
+    if !cfg.access && !filter.contains(ACCESS_TARGET) {
+        // Off in the filter itself, so the disabled call sites cost nothing.
+        env_filter = env_filter.add_directive(access_off());
+    }
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        .with_filter(filter_fn(|meta| meta.target() != ACCESS_TARGET));
 
     let (file_layer, worker, dropped) = match cfg.to_file {
         true => {
@@ -100,7 +119,7 @@ pub fn init(cfg: &LogConfig) -> Result<LogGuard, LogError> {
     };
 
     let installed = tracing_subscriber::registry()
-        .with(filter)
+        .with(env_filter)
         .with(stderr)
         .with(file_layer)
         .try_init();
@@ -114,6 +133,12 @@ pub fn init(cfg: &LogConfig) -> Result<LogGuard, LogError> {
         _worker: worker,
         dropped,
     })
+}
+
+fn access_off() -> Directive {
+    format!("{ACCESS_TARGET}=off")
+        .parse()
+        .expect("a target with level off is a valid directive")
 }
 
 fn appender(cfg: &LogConfig) -> Result<RollingFileAppender, LogError> {
