@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Proc, free_addr, tempdir};
-use hostile::{Reply, SEED, Stack, Upstream, exchange, lb_config, log_text, post, write_config};
+use hostile::{
+    Reply, SEED, Stack, Upstream, eventually, exchange, lb_config, log_text, post, write_config,
+};
 
 /// A load balancer in front of `upstream`, with `extra` lines in `[lb]`.
 fn lb_before(upstream: SocketAddr, extra: &str) -> (Proc, tempdir::Dir) {
@@ -360,7 +362,15 @@ fn cr_lf_in_headers_and_request_ids_never_reach_upstream_headers_or_logs() {
     }
 
     stack.assert_serving("injections");
-    std::thread::sleep(Duration::from_millis(300));
+    // Log lines are written by a background thread: wait until each tier's
+    // files hold whole lines.
+    for (tier, proc) in stack.tiers() {
+        let dir = proc.log_dir.path();
+        eventually(Duration::from_secs(5), tier, || {
+            let text = log_text(dir);
+            !text.is_empty() && text.ends_with('\n')
+        });
+    }
     for (tier, proc) in stack.tiers() {
         assert_log_lines_are_json(tier, &log_text(proc.log_dir.path()));
     }
