@@ -235,12 +235,14 @@ async fn dispatch(
 
 /// Parses a body; a batch is only split into its raw calls here.
 ///
-/// Public so that the fuzz targets and the corpus replay tests call the very
-/// function the request path calls.
+/// A single call is read for routing only: its arguments are stepped over,
+/// not parsed, so the gateway's cost does not grow with them (the service
+/// checks them). Public so that the fuzz targets and the corpus replay tests
+/// call the very function the request path calls.
 pub fn parse<'a>(body: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, RpcError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'[') {
-        return match protocol::parse_body(body, limits)? {
+        return match protocol::parse_routing(body, limits)? {
             Body::Single(item) => Ok(Parsed::Single(item)),
             // parse_body reads a batch only from a body starting with '['.
             Body::Batch(_) => Err(RpcError::invalid_request("unexpected batch")),

@@ -129,8 +129,8 @@ fn parse_batch<'a>(text: &'a str, limits: &Limits) -> Result<Vec<Item<'a>>, RpcE
 
 /// The members we look at; anything else is ignored. Every member stays raw so
 /// that a wrong type in one still lets us read the others to answer.
-#[derive(Deserialize)]
-struct Wire<'a> {
+#[derive(Deserialize, Default)]
+pub(crate) struct Wire<'a> {
     #[serde(borrow)]
     jsonrpc: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -143,6 +143,32 @@ struct Wire<'a> {
     data: Option<&'a RawValue>,
     #[serde(borrow)]
     params: Option<&'a RawValue>,
+}
+
+impl<'a> Wire<'a> {
+    /// Drops the arguments, read only as present or not.
+    pub(crate) fn forget_args(&mut self) {
+        (self.data, self.params) = (None, None);
+    }
+
+    /// The place of a member we look at, by its key.
+    pub(crate) fn slot(&mut self, key: &str) -> Option<&mut Option<&'a RawValue>> {
+        match key {
+            "jsonrpc" => Some(&mut self.jsonrpc),
+            "method" => Some(&mut self.method),
+            "id" => Some(&mut self.id),
+            "requestId" => Some(&mut self.request_id),
+            "data" => Some(&mut self.data),
+            "params" => Some(&mut self.params),
+            _ => None,
+        }
+    }
+}
+
+/// The refusal of a call that repeats a member, as the full parser words it.
+pub(crate) fn duplicate<'a>(key: &str) -> Rejected<'a> {
+    let error = RpcError::invalid_request(format!("duplicate field `{key}`"));
+    reject(Flavor::Native, None, error)
 }
 
 /// Parses one call from raw JSON already known to be valid.
@@ -159,6 +185,11 @@ pub fn parse_item(raw: &RawValue) -> Item<'_> {
         request_id: None,
         error: json_error(e),
     })?;
+    parse_wire(wire)
+}
+
+/// Reads a call from its members.
+pub(crate) fn parse_wire(wire: Wire<'_>) -> Item<'_> {
     match wire.jsonrpc {
         Some(version) => parse_jsonrpc(wire, version),
         None => parse_native(wire),

@@ -18,6 +18,7 @@ pub mod envelope;
 pub mod error;
 pub mod limits;
 pub mod request_id;
+pub mod shallow;
 
 pub use answer::{encode_batch, encode_body_error, encode_single, write_answer};
 pub use args::{Number, parse_numbers};
@@ -25,6 +26,7 @@ pub use envelope::{Body, Envelope, Flavor, parse_body};
 pub use error::{ErrorCode, RpcError};
 pub use limits::Limits;
 pub use request_id::RequestId;
+pub use shallow::parse_routing;
 
 /// Media type of every request and answer body.
 pub const CONTENT_TYPE: &str = "application/json";
