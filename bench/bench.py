@@ -39,7 +39,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release" / "switchboard"
+# $SWITCHBOARD_BIN measures another build, e.g. a copy made before a change.
+BIN = Path(os.environ.get("SWITCHBOARD_BIN", ROOT / "target" / "release" / "switchboard"))
 VENV = ROOT / "target" / "bench-venv"
 LUA = ROOT / "bench" / "wrk" / "post.lua"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -67,14 +68,21 @@ class Bench:
         self.dir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
         self.procs = []
         self.access = access
-        self.next_port = 21000 + random.randrange(0, 2000) * 10
+        self.used = set()
 
     def port(self):
-        self.next_port += 1
-        return self.next_port
+        """A port free right now (the kernel's pick), kept from reuse by this run."""
+        while True:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            if port not in self.used:
+                self.used.add(port)
+                return port
 
     def spawn(self, argv, cpu=SUT_CPU, env=None, cwd=None, name="proc"):
-        log = open(self.dir / f"{name}-{len(self.procs)}.err", "wb")
+        log_path = self.dir / f"{name}-{len(self.procs)}.err"
+        log = open(log_path, "wb")
         full_env = dict(os.environ, **(env or {}))
         full_env.pop("RUST_LOG", None)
         proc = subprocess.Popen(
@@ -86,6 +94,7 @@ class Bench:
             preexec_fn=raise_nofile,
             start_new_session=True,
         )
+        proc.log_path = log_path
         self.procs.append(proc)
         return proc
 
@@ -103,10 +112,10 @@ class Bench:
     # -- ours
 
     def config(self, name, extra=""):
-        level = "info" if self.access == "on" else "info,switchboard::access=off"
+        access = "true" if self.access == "on" else "false"
         path = self.dir / f"{name}.toml"
         path.write_text(
-            f'[log]\nlevel = "{level}"\ndir = "{self.dir}/logs"\nfile = "{name}"\n'
+            f'[log]\nlevel = "info"\naccess = {access}\ndir = "{self.dir}/logs"\nfile = "{name}"\n'
             "[lb]\nmax_connections = 19000\n" + extra
         )
         return path
@@ -142,7 +151,7 @@ class Bench:
              "--rpc", addrs],
             name="lb",
         )
-        wait_post(port, "/rpc")
+        wait_post(port, "/rpc", self.procs[-1])
         return port
 
     # -- peers
@@ -274,7 +283,7 @@ def wait_http(url, timeout=20):
     raise RuntimeError(f"{url} never answered 200")
 
 
-def wait_post(port, path, timeout=20):
+def wait_post(port, path, proc=None, timeout=20):
     """Waits until the seed request through `port` answers 200."""
     body = json.dumps(SEED).encode()
     deadline = time.time() + timeout
@@ -287,8 +296,11 @@ def wait_post(port, path, timeout=20):
                     return
         except OSError:
             pass
+        if proc is not None and proc.poll() is not None:
+            break
         time.sleep(0.1)
-    raise RuntimeError(f"POST {path} on port {port} never answered 200")
+    tail = proc.log_path.read_text()[-2000:] if proc is not None else ""
+    raise RuntimeError(f"POST {path} on port {port} never answered 200\n{tail}")
 
 
 # ---------------------------------------------------------------- measuring
@@ -352,8 +364,8 @@ def wrk(port, body_file, conns, duration, path="/rpc"):
     return {
         "requests": reqs,
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50": to_ms(re.search(r"50%\s+(\S+)", out).group(1)),
-        "p99": to_ms(re.search(r"99%\s+(\S+)", out).group(1)),
+        "p50": to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),
+        "p99": to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),
         "errors": (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0),
     }
 
