@@ -133,6 +133,7 @@ pub fn router(data: &[u8]) {
     };
     check_decision(head);
     for limits in [Limits::default(), TIGHT] {
+        check_agreement(body, &limits);
         match gateway::parse_rpc_body(body, &limits) {
             Ok(gateway::Parsed::Single(item)) => check_routed(item),
             Ok(gateway::Parsed::Batch(raws)) => {
@@ -143,6 +144,42 @@ pub fn router(data: &[u8]) {
             }
             Err(error) => check_body_error(body, &error),
         }
+    }
+}
+
+/// What the gateway reads of a single call to route it must be what the
+/// service reads from the same bytes: else the gateway would route one method
+/// while the service runs another, log another request id, or refuse a call
+/// the service would run. A call the gateway forwards and the service then
+/// refuses is fine: the client gets the service's error.
+fn check_agreement(body: &[u8], limits: &Limits) {
+    let Ok(gateway::Parsed::Single(routed)) = gateway::parse_rpc_body(body, limits) else {
+        return;
+    };
+    let Ok(Body::Single(full)) = protocol::parse_body(body, limits) else {
+        return;
+    };
+    match (routed, full) {
+        (Ok(routed), Ok(full)) => {
+            assert_eq!(routed.method, full.method, "method of {body:?}");
+            assert_eq!(routed.request_id, full.request_id, "request id of {body:?}");
+            assert_eq!(flavor_id(routed.flavor), flavor_id(full.flavor), "{body:?}");
+        }
+        // Forwarded, then refused by the service: safe, the client gets
+        // the service's error.
+        (Ok(_), Err(_)) | (Err(_), Err(_)) => {}
+        (Err(routed), Ok(full)) => panic!(
+            "the gateway refuses ({}) a call the service reads as {}: {body:?}",
+            routed.error.message, full.method
+        ),
+    }
+}
+
+/// `None` for a native call, else the JSON-RPC id as written.
+fn flavor_id(flavor: Flavor<'_>) -> Option<Option<String>> {
+    match flavor {
+        Flavor::Native => None,
+        Flavor::JsonRpc { id } => Some(id.map(|id| id.get().to_owned())),
     }
 }
 
