@@ -120,7 +120,9 @@ impl<'a> Scanner<'a> {
         let start = self.pos;
         self.eat(b'"')?;
         loop {
-            let at = memchr::memchr2(b'"', b'\\', &self.body[self.pos..])?;
+            // A backslash as the last byte steps past the end: `get` makes
+            // that an unexpected end rather than a panic.
+            let at = memchr::memchr2(b'"', b'\\', self.body.get(self.pos..)?)?;
             self.pos += at + 1;
             match self.body[self.pos - 1] {
                 b'"' => return Some(&self.body[start..self.pos]),
@@ -198,6 +200,20 @@ mod tests {
         match envelope::parse_body(body.as_bytes(), &Limits::default()).expect("parses") {
             Body::Single(item) => item,
             Body::Batch(_) => panic!("not a batch"),
+        }
+    }
+
+    #[test]
+    fn a_body_ending_inside_an_escape_is_a_parse_error_not_a_panic() {
+        // Found by the `router` fuzz target: the escaped byte was skipped
+        // past the end of the body, and the next search sliced out of range.
+        for body in [
+            r#"{"a\"#,
+            r#"{"method":"calc.summ","data":"\"#,
+            r#"{"method":"calc.summ","data":{"x":"\"#,
+        ] {
+            let err = parse_routing(body.as_bytes(), &Limits::default()).expect_err(body);
+            assert_eq!(err.code, ErrorCode::ParseError, "{body}");
         }
     }
 

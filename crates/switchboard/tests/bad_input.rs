@@ -198,6 +198,12 @@ fn cases() -> Vec<Case> {
         case("NUL bytes", vec![0u8; 64], 400, "parse_error"),
         case("truncated", &SUMM_1[..SUMM_1.len() - 3], 400, "parse_error"),
         case("trailing bytes", format!("{SUMM_1}xyz"), 400, "parse_error"),
+        case(
+            "ends inside an escape",
+            r#"{"method":"calc.summ","data":"\"#,
+            400,
+            "parse_error",
+        ),
         case("a bare number", "42", 400, "invalid_request"),
         case("an empty batch", "[]", 400, "invalid_request"),
         case(
