@@ -6,6 +6,7 @@
 //! [`Pool`] clone is dropped or on [`Pool::shutdown`].
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -157,6 +158,12 @@ impl Pool {
             &self.inner.endpoints(),
             self.healthy_count(),
         )
+    }
+
+    /// The endpoint the balancing algorithm picks now, without sending to it
+    /// (for status tools and the balancing benchmark).
+    pub fn pick_addr(&self) -> Option<SocketAddr> {
+        self.inner.pick(&[]).map(|ep| ep.addr)
     }
 
     /// How many endpoints take new requests.
