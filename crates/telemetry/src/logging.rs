@@ -24,6 +24,12 @@ use tracing_subscriber::{EnvFilter, Layer};
 /// The target of the one-line-per-request access logs of every component.
 pub const ACCESS_TARGET: &str = "switchboard::access";
 
+/// Lines the file writer may hold before dropping. The channel is allocated
+/// and touched whole at start: the crate's default (128,000 lines) cost about
+/// 4.4 MiB of resident memory in every idle component; 8,192 lines cost about
+/// 0.3 MiB and still hold a fraction of a second of access lines at full load.
+const BUFFERED_LINES: usize = 8_192;
+
 /// Where and how much to log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -106,6 +112,7 @@ pub fn init(cfg: &LogConfig) -> Result<LogGuard, LogError> {
     let (file_layer, worker, dropped) = match cfg.to_file {
         true => {
             let (writer, worker) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .buffered_lines_limit(BUFFERED_LINES)
                 .lossy(true)
                 .finish(appender(cfg)?);
             let dropped = writer.error_counter();
