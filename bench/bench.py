@@ -142,12 +142,12 @@ class Bench:
         wait_post(port, "/rpc")
         return port
 
-    def lb(self, upstream_ports):
+    def lb(self, upstream_ports, binary=BIN):
         port, admin = self.port(), self.port()
         addrs = ",".join(f"127.0.0.1:{p}" for p in upstream_ports)
         cfg = self.config(f"lb{port}", f'[lb.static]\nendpoints = ["127.0.0.1:{self.port()}"]\n')
         self.spawn(
-            [BIN, "lb", "--config", cfg, "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
+            [binary, "lb", "--config", cfg, "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
              "--rpc", addrs],
             name="lb",
         )
@@ -445,7 +445,10 @@ def procs_since(bench, start):
 def scenario_lb(bench, a, conns_list=None, instances=3):
     backends = bench.backend(instances)
     systems = []
-    for name, start in (("switchboard lb", bench.lb), ("nginx", bench.nginx_proxy), ("haproxy", bench.haproxy)):
+    contenders = [("switchboard lb", bench.lb), ("nginx", bench.nginx_proxy), ("haproxy", bench.haproxy)]
+    if a.ab:
+        contenders.append((f"switchboard lb ({a.ab})", lambda ports: bench.lb(ports, Path(a.ab))))
+    for name, start in contenders:
         mark = len(bench.procs)
         port = start(backends)
         systems.append(system(name, port, proxy=procs_since(bench, mark)))
@@ -608,6 +611,7 @@ def main():
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--duration", type=int, default=5)
     p.add_argument("--conns", type=int, default=64)
+    p.add_argument("--ab", metavar="BINARY", help="also measure this switchboard build's lb (scenario lb)")
     p.add_argument("--access", choices=["on", "off"], default="on",
                    help="switchboard's per-request access lines (the `switchboard::access` target)")
     a = p.parse_args()
