@@ -44,7 +44,9 @@ BIN = Path(os.environ.get("SWITCHBOARD_BIN", ROOT / "target" / "release" / "swit
 VENV = ROOT / "target" / "bench-venv"
 LUA = ROOT / "bench" / "wrk" / "post.lua"
 TICK = os.sysconf("SC_CLK_TCK")
-SUT_CPU, LOAD_CPU = "0", "1"
+LOAD_CPU = "1"
+# Cores of the systems under test; --sut-cpus changes it (e.g. "0,1").
+SUT_CPUS = ["0"]
 NOFILE = 20000
 SEED = {
     "method": "calc.summ",
@@ -80,7 +82,8 @@ class Bench:
                 self.used.add(port)
                 return port
 
-    def spawn(self, argv, cpu=SUT_CPU, env=None, cwd=None, name="proc"):
+    def spawn(self, argv, cpu=None, env=None, cwd=None, name="proc"):
+        cpu = cpu or SUT_CPUS[0]
         log_path = self.dir / f"{name}-{len(self.procs)}.err"
         log = open(log_path, "wb")
         full_env = dict(os.environ, **(env or {}))
@@ -171,7 +174,7 @@ class Bench:
             wait_port(p)
         return ports
 
-    def nginx(self, conf, name, cpu=SUT_CPU):
+    def nginx(self, conf, name, cpu=None):
         prefix = self.dir / f"nginx-{name}"
         (prefix / "logs").mkdir(parents=True, exist_ok=True)
         (prefix / "nginx.conf").write_text(conf)
@@ -614,7 +617,10 @@ def main():
     p.add_argument("--ab", metavar="BINARY", help="also measure this switchboard build's lb (scenario lb)")
     p.add_argument("--access", choices=["on", "off"], default="on",
                    help="switchboard's per-request access lines (the `switchboard::access` target)")
+    p.add_argument("--sut-cpus", default="0",
+                   help="cores of the systems under test (taskset list); wrk stays on core 1")
     a = p.parse_args()
+    SUT_CPUS[0] = a.sut_cpus
     if not BIN.exists():
         sys.exit(f"{BIN} is missing: run bench/setup.sh")
     print(f"<!-- {time.strftime('%Y-%m-%d %H:%M:%S')}; load: {os.getloadavg()}; access lines {a.access} -->")

@@ -470,11 +470,22 @@ async fn supervise(
     }
 }
 
+/// Tokio's own variable for the worker count of a runtime.
+const WORKER_THREADS_ENV: &str = "TOKIO_WORKER_THREADS";
+
 fn spawn(spec: &Spec, app_log: &Arc<Mutex<tokio::fs::File>>) -> anyhow::Result<Child> {
-    let mut child = Command::new(&spec.program)
+    let mut command = Command::new(&spec.program);
+    command
         .args(&spec.args)
         .env("NO_COLOR", "1")
-        .env(service::shutdown::EXIT_WITH_PARENT_ENV, "1")
+        .env(service::shutdown::EXIT_WITH_PARENT_ENV, "1");
+    // The stack's processes outnumber the cores: one worker each spends
+    // about a third less CPU per request than one per core, which wakes
+    // threads across cores (BENCHMARKS.md). A value set by the caller wins.
+    if std::env::var_os(WORKER_THREADS_ENV).is_none() {
+        command.env(WORKER_THREADS_ENV, "1");
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
