@@ -227,6 +227,19 @@ fn up_answers_the_seed_request_survives_a_calc_kill_and_stops_cleanly() {
 
 type SocketAddrText = String;
 
+/// Kills its tmux session when dropped, so a failed assertion leaves no `top`
+/// running.
+struct TmuxSession(String);
+
+impl Drop for TmuxSession {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 #[test]
 fn call_exit_codes_and_output_for_each_class() {
     let calc = Proc::start(&["calc"]);
@@ -341,6 +354,7 @@ fn top_shows_methods_and_pools_in_80_by_24_and_quits_on_q() {
         return;
     };
     assert!(status.success());
+    let _session_guard = TmuxSession(session.clone());
     for _ in 0..3 {
         stack.call(&[
             "--repeat",
