@@ -178,6 +178,30 @@ impl Drop for InFlight<'_> {
 }
 
 async fn rpc(state: &State, req: Request<Incoming>) -> Response<GwBody> {
+    let started = Instant::now();
+    let response = rpc_inner(state, req).await;
+    access_line(&response, started);
+    response
+}
+
+/// One line per request under `switchboard::access` (muted by `[log] access
+/// = false`), so a request id can be followed through the gateway too.
+fn access_line(response: &Response<GwBody>, started: Instant) {
+    let request_id = response
+        .headers()
+        .get(protocol::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    info!(
+        target: telemetry::logging::ACCESS_TARGET,
+        request_id,
+        status = response.status().as_u16(),
+        duration_us = started.elapsed().as_micros() as u64,
+        "rpc"
+    );
+}
+
+async fn rpc_inner(state: &State, req: Request<Incoming>) -> Response<GwBody> {
     state.metrics.in_flight.inc();
     let _in_flight = InFlight(&state.metrics);
     let header_id = h::request_id_of(&req);

@@ -600,3 +600,37 @@ async fn sigterm_drains_and_exits_cleanly() {
     let status = gw.proc.wait_exit(Duration::from_secs(10)).expect("exits");
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn the_gateway_logs_one_access_line_per_request_with_its_request_id() {
+    let calc = Proc::start(&["calc"]);
+    let gateway = Proc::start_with(
+        &["gateway", "--service", &format!("calc={}", calc.addr)],
+        common::free_addr(),
+        "info",
+    );
+    let body = r#"{"method":"calc.summ","data":{"args":[1,2]}}"#;
+    let request = format!(
+        "POST /rpc HTTP/1.1\r\nHost: x\r\nX-Request-Id: gw-log-1\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    common::raw_exchange(gateway.addr, request.as_bytes(), Duration::from_secs(5));
+    let log = gateway.log_dir.path().join("app.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("gw-log-1")) {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            assert_eq!(v["fields"]["status"], 200, "{line}");
+            assert!(v["fields"]["duration_us"].is_u64(), "{line}");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access line in {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
