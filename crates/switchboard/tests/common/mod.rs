@@ -69,11 +69,37 @@ impl Proc {
 
     /// As [`Proc::start_on`], with a log level filter.
     pub fn start_with(args: &[&str], addr: SocketAddr, log_level: &str) -> Proc {
+        let listen = ["--listen".to_owned(), addr.to_string()];
+        Proc::spawn(args, &listen, addr, addr, log_level)
+    }
+
+    /// Starts `switchboard lb <args> --listen <listen> --admin <admin>` and
+    /// waits until the admin port's `/ready` answers 200 (the public port
+    /// never serves it).
+    pub fn start_lb(args: &[&str], listen: SocketAddr, admin: SocketAddr, log_level: &str) -> Proc {
+        let args: Vec<&str> = ["lb"].into_iter().chain(args.iter().copied()).collect();
+        let addrs = [
+            "--listen".to_owned(),
+            listen.to_string(),
+            "--admin".to_owned(),
+            admin.to_string(),
+        ];
+        Proc::spawn(&args, &addrs, listen, admin, log_level)
+    }
+
+    /// Runs `switchboard <args> <addr_args>` with its logs in a temporary
+    /// folder, waits for `GET /ready` on `ready_on`, and serves as `addr`.
+    fn spawn(
+        args: &[&str],
+        addr_args: &[String],
+        addr: SocketAddr,
+        ready_on: SocketAddr,
+        log_level: &str,
+    ) -> Proc {
         let log_dir = tempdir::Dir::new("logs");
         let child = Command::new(binary())
             .args(args)
-            .arg("--listen")
-            .arg(addr.to_string())
+            .args(addr_args)
             .arg("--log-dir")
             .arg(log_dir.path())
             .env("RUST_LOG", log_level)
@@ -84,42 +110,11 @@ impl Proc {
             .expect("spawn switchboard");
         let mut proc = Proc {
             child,
-            addr,
+            addr: ready_on,
             log_dir,
         };
         proc.wait_ready("/ready", Duration::from_secs(20));
-        proc
-    }
-
-    /// Starts `switchboard lb <args> --listen <listen> --admin <admin>` and
-    /// waits until the admin port's `/ready` answers 200 (the public port
-    /// never serves it).
-    pub fn start_lb(args: &[&str], listen: SocketAddr, admin: SocketAddr, log_level: &str) -> Proc {
-        let log_dir = tempdir::Dir::new("logs");
-        let child = Command::new(binary())
-            .arg("lb")
-            .args(args)
-            .args([
-                "--listen",
-                &listen.to_string(),
-                "--admin",
-                &admin.to_string(),
-            ])
-            .arg("--log-dir")
-            .arg(log_dir.path())
-            .env("RUST_LOG", log_level)
-            .env_remove("SWITCHBOARD_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn switchboard lb");
-        let mut proc = Proc {
-            child,
-            addr: admin,
-            log_dir,
-        };
-        proc.wait_ready("/ready", Duration::from_secs(20));
-        proc.addr = listen;
+        proc.addr = addr;
         proc
     }
 
