@@ -37,28 +37,6 @@ fn on_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// A switchboard process started by this test; killed when dropped.
-fn spawn(args: &[&str], ready: SocketAddr) -> Proc {
-    let log_dir = tempdir::Dir::new("monitoring-logs");
-    let child = Command::new(binary())
-        .args(args)
-        .arg("--log-dir")
-        .arg(log_dir.path())
-        .env("RUST_LOG", "warn")
-        .env_remove("SWITCHBOARD_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn switchboard");
-    let mut proc = Proc {
-        child,
-        addr: ready,
-        log_dir,
-    };
-    proc.wait_ready("/ready", Duration::from_secs(20));
-    proc
-}
-
 /// The stack under test and where each part serves /metrics.
 struct Stack {
     procs: Vec<Proc>,
@@ -81,12 +59,9 @@ fn start_stack() -> Stack {
     let gateway = Proc::start(&["gateway", "--service", &calc_pool, "--service", &stats_pool]);
 
     let (listen, admin) = (free_addr(), free_addr());
-    let (listen_s, admin_s) = (listen.to_string(), admin.to_string());
     let (rpc, statics) = (gateway.addr.to_string(), files.addr.to_string());
-    let lb_args = [
-        "lb", "--listen", &listen_s, "--admin", &admin_s, "--rpc", &rpc, "--static", &statics,
-    ];
-    let lb = spawn(&lb_args, admin);
+    let lb_args = ["--rpc", &rpc, "--static", &statics];
+    let lb = Proc::start_lb(&lb_args, listen, admin, "warn");
 
     let targets = vec![
         ("calc", calc[0].addr),
